@@ -7,7 +7,7 @@
 
 use crate::envelope::Position;
 use crate::ids::{ChannelId, LocationId, Sku, TenantId};
-use crate::outcome::{AtsChange, Rejection};
+use crate::outcome::{AtsChange, Outcome, Rejection};
 use crate::quantity::Quantities;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -77,6 +77,21 @@ pub struct LocationAvailability {
     pub withheld: i64,
 }
 
+/// Where and when a recomputation happens: handed in by the ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub tenant: &'a TenantId,
+    /// The envelope's time.
+    pub now: Timestamp,
+    /// The envelope's journal position: the version of every value computed here.
+    pub position: Position,
+    /// When the input that caused this reached stockflow (equal to `now` except for work that
+    /// a later input triggered).
+    pub caused_at: Timestamp,
+    /// Who caused it, for audit entries ("stockflow" for time).
+    pub actor: &'a str,
+}
+
 /// Availability state of one tenant.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Availability {
@@ -91,7 +106,15 @@ impl Availability {
         self.channels.get(id)
     }
 
-    pub fn apply_command(&mut self, command: &AvailabilityCommand) -> Result<(), Rejection> {
+    /// Applies a channel, policy, hold or signal command. `stocks` is the tenant's stock, for
+    /// recomputing what the command changes; effects go into `out`.
+    pub fn apply_command(
+        &mut self,
+        context: &Context<'_>,
+        command: &AvailabilityCommand,
+        stocks: &BTreeMap<Sku, SkuStock>,
+        out: &mut Outcome,
+    ) -> Result<(), Rejection> {
         match command {
             AvailabilityCommand::UpsertChannel(config) => {
                 self.channels.insert(config.id.clone(), config.clone());
@@ -104,20 +127,41 @@ impl Availability {
                 }
             }
         }
+        for (sku, stock) in stocks {
+            self.recompute(context, sku, stock, out);
+        }
         Ok(())
     }
 
-    /// Recomputes what every channel may sell of `sku` and returns the values that changed.
+    /// Demand seen by the ledger (a reservation granted, a pick applied), for velocity tracking.
+    pub fn record_demand(
+        &mut self,
+        _sku: &Sku,
+        _channel: Option<&ChannelId>,
+        _quantity: i64,
+        _now: Timestamp,
+    ) {
+    }
+
+    /// Time passed: decay steps and time windows that are due at `context.now`.
+    pub fn tick(
+        &mut self,
+        _context: &Context<'_>,
+        _stocks: &BTreeMap<Sku, SkuStock>,
+        _out: &mut Outcome,
+    ) {
+    }
+
+    /// Recomputes what every channel may sell of `sku` and appends the values that changed (and
+    /// the buffer changes, as audit entries) to `out`.
     pub fn recompute(
         &mut self,
-        tenant: &TenantId,
+        context: &Context<'_>,
         sku: &Sku,
         stock: &SkuStock,
-        position: Position,
-        caused_at: Timestamp,
-    ) -> Vec<AtsChange> {
-        let mut changes = Vec::new();
-        for view in self.explain(sku, stock) {
+        out: &mut Outcome,
+    ) {
+        for view in self.explain(sku, stock, context.now) {
             let channel = &self.channels[&view.channel];
             let values: Vec<(Option<LocationId>, i64, i64)> = if channel.per_location {
                 view.locations
@@ -133,23 +177,27 @@ impl Availability {
                     continue;
                 }
                 self.last_emitted.insert(key, ats);
-                changes.push(AtsChange {
-                    tenant: tenant.clone(),
+                out.availability.push(AtsChange {
+                    tenant: context.tenant.clone(),
                     channel: view.channel.clone(),
                     sku: sku.clone(),
                     location,
                     available_to_sell: ats,
                     withheld,
-                    position,
-                    caused_at,
+                    position: context.position,
+                    caused_at: context.caused_at,
                 });
             }
         }
-        changes
     }
 
     /// What each channel may sell of `sku` now.
-    pub fn explain(&self, _sku: &Sku, stock: &SkuStock) -> Vec<ChannelAvailability> {
+    pub fn explain(
+        &self,
+        _sku: &Sku,
+        stock: &SkuStock,
+        _now: Timestamp,
+    ) -> Vec<ChannelAvailability> {
         self.channels
             .values()
             .map(|channel| {

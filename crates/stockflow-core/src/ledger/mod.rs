@@ -64,13 +64,14 @@ impl Ledger {
         todo!("ledger state machine")
     }
 
-    pub fn sku_view(&self, tenant: &TenantId, sku: &Sku) -> Option<SkuView> {
+    /// The view of `sku` as of `now` (buffers depend on time).
+    pub fn sku_view(&self, tenant: &TenantId, sku: &Sku, now: Timestamp) -> Option<SkuView> {
         let tenant = self.tenants.get(tenant)?;
         let stock = tenant.stock.get(sku)?;
         Some(SkuView {
             sku: sku.clone(),
             stock: stock.clone(),
-            channels: tenant.availability.explain(sku, stock),
+            channels: tenant.availability.explain(sku, stock, now),
         })
     }
 
