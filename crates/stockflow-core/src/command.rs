@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub const RESERVATION_LINES_MAX: usize = 100;
 /// The longest a provisional reservation may live before it expires.
 pub const RESERVATION_TTL_SECONDS_MAX: u32 = 30 * 24 * 3600;
+/// The most locations a tenant's location priority list may name.
+pub const LOCATION_PRIORITY_MAX: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {

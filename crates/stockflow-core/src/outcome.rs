@@ -196,6 +196,12 @@ pub enum IncidentKind {
     UnknownReservation,
     /// A channel order could not be reserved: sold stock that did not exist.
     Oversell,
+    /// A physical fact drove a state other than available (damaged, committed, incoming, ...)
+    /// below zero: the ledger and the floor disagree.
+    NegativeQuantity,
+    /// An event held for a missing `seq` failed its `expected_version` check when its turn came;
+    /// it was skipped (it had already been answered `held`, so it could not be refused).
+    VersionConflict,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

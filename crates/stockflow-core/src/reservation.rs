@@ -2,6 +2,7 @@
 //! by picks, or expired when the TTL passes).
 
 use crate::ids::{ChannelId, LocationId, ReservationId, Sku};
+use crate::quantity::QuantityState;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,18 @@ impl ReservationState {
             self,
             ReservationState::Provisional | ReservationState::Confirmed
         )
+    }
+
+    /// Where the held units of a reservation in this state are counted (`reserved` while
+    /// provisional, `committed` once confirmed); None once resolved.
+    pub fn held_state(self) -> Option<QuantityState> {
+        match self {
+            ReservationState::Provisional => Some(QuantityState::Reserved),
+            ReservationState::Confirmed => Some(QuantityState::Committed),
+            ReservationState::Fulfilled
+            | ReservationState::Released
+            | ReservationState::Expired => None,
+        }
     }
 }
 
@@ -64,4 +77,24 @@ pub struct Reservation {
     /// Fingerprint of the reserve request, so that a repeat answers the same reservation and a
     /// different request under the same id is a conflict.
     pub request_fingerprint: [u8; 16],
+}
+
+impl Reservation {
+    /// A cancellation that arrived before its reservation: released, without lines. A later
+    /// reserve under the same id answers it and grants nothing.
+    pub fn is_tombstone(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Whether a line of `sku` at `location` still holds units.
+    pub fn holds(&self, sku: &Sku, location: &LocationId) -> bool {
+        self.lines
+            .iter()
+            .any(|line| line.sku == *sku && line.location == *location && line.held > 0)
+    }
+
+    /// Units held by all lines.
+    pub fn held_total(&self) -> i64 {
+        self.lines.iter().map(|line| line.held).sum()
+    }
 }

@@ -1,15 +1,41 @@
 //! The ledger: the state machine that applies envelopes (events, commands, ticks) to the stock
 //! of every tenant x SKU x location, with exactly-once ordered ingestion and two-step
 //! reservations. Pure and deterministic: the same envelopes give the same state, byte for byte.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: the state, [`Ledger::apply`] (deadlines first, then the input, then the
+//!   availability recomputation) and the read helpers.
+//! - `transaction.rs`: mutation helpers with the undo log that makes a request atomic, and the
+//!   effects collected on the way.
+//! - `ingest.rs`: exactly-once, per-source ordered ingestion (deduplication, held events, gaps).
+//! - `effects.rs`: what each event type does to the quantities and reservations.
+//! - `reservations.rs`: reserve, confirm, release, expire.
+//! - `validate.rs`: the checks that need no state, done for a whole request before any change.
+//! - `fingerprint.rs`: canonical fingerprints of event ids, event bodies and reserve requests.
 
-use crate::availability::{Availability, ChannelAvailability, SkuStock};
-use crate::envelope::Envelope;
-use crate::ids::{ReservationId, Sku, TenantId};
-use crate::outcome::Outcome;
+mod effects;
+pub mod fingerprint;
+mod ingest;
+mod reservations;
+mod transaction;
+mod validate;
+
+use crate::availability::{Availability, ChannelAvailability, Context, SkuStock};
+use crate::command::{Command, LedgerCommand};
+use crate::envelope::{Envelope, Input};
+use crate::event::Event;
+use crate::ids::{ActorId, LocationId, ReservationId, Sku, SourceId, TenantId};
+use crate::outcome::{Outcome, Rejection, Reply};
 use crate::reservation::Reservation;
 use crate::time::Timestamp;
+use fingerprint::Fingerprint;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use transaction::Transaction;
+
+/// The actor recorded for changes made by the passing of time.
+pub const TIME_ACTOR: &str = "stockflow";
 
 /// Limits and time limits of the ledger. Not journaled: part of the configuration a journal is
 /// replayed with.
@@ -17,7 +43,8 @@ use std::collections::BTreeMap;
 pub struct LedgerConfig {
     /// The most events held per source while waiting for a missing `seq`.
     pub held_events_per_source_max: usize,
-    /// How long a held event waits for its gap to fill before the gap is given up on.
+    /// How long a held event waits for its gap to fill before the gap is given up on. Applied
+    /// when the event is held (its release time is stored with it).
     pub held_timeout_micros: i64,
 }
 
@@ -41,8 +68,44 @@ pub struct Ledger {
 pub struct TenantLedger {
     /// Stock per SKU, per location.
     pub stock: BTreeMap<Sku, SkuStock>,
+    /// Every reservation ever made, resolved ones included: reservation ids are deduplicated
+    /// forever, like event ids. A cancellation that arrived before its reservation leaves a
+    /// tombstone here (released, no lines).
     pub reservations: BTreeMap<ReservationId, Reservation>,
     pub availability: Availability,
+    /// The order in which locations are tried for reservation lines without a location, when
+    /// the reservation's channel does not configure its own (`SetLocationPriority`).
+    pub location_priority: Vec<LocationId>,
+    /// Every location that ever held stock of any SKU (distinguishes an unknown location from a
+    /// known one where a SKU has none).
+    pub locations: BTreeSet<LocationId>,
+    /// Per producer: the last `seq` applied and the events held until their gap fills.
+    pub sources: BTreeMap<SourceId, SourceState>,
+    /// Every event applied or held, forever: the fingerprint of its id -> of its body.
+    pub events_seen: BTreeMap<Fingerprint, Fingerprint>,
+    /// Provisional reservations by expiry time: the only ones time can change.
+    pub expiries: BTreeSet<(Timestamp, ReservationId)>,
+    /// Sources with held events, by the release time of their earliest-released held event.
+    pub held_deadlines: BTreeSet<(Timestamp, SourceId)>,
+}
+
+/// The ingestion state of one producer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The last `seq` applied (0 before the first event).
+    pub last_seq: u64,
+    /// Events that arrived ahead of a missing `seq`, by `seq`.
+    pub held: BTreeMap<u64, HeldEvent>,
+    /// The earliest `release_at` among `held`: this source's key in the tenant's held index.
+    pub release_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldEvent {
+    pub event: Event,
+    pub held_at: Timestamp,
+    /// When the gap before this event is given up on if it has not filled.
+    pub release_at: Timestamp,
 }
 
 /// What `GET /v1/skus/{sku}` shows.
@@ -59,13 +122,34 @@ impl Ledger {
     }
 
     /// Applies one envelope. `envelope.recorded_at` is "now"; deadlines that passed by then
-    /// (reservation TTLs, held-event time limits, buffer steps) are handled first.
-    pub fn apply(&mut self, _config: &LedgerConfig, _envelope: &Envelope) -> Outcome {
-        todo!("ledger state machine")
+    /// (reservation TTLs, held-event time limits, buffer steps) are handled first, and are kept
+    /// even when the request itself is refused: `persist` may then be true beside a
+    /// [`Reply::Rejected`], and the envelope must be journaled all the same (its replay refuses
+    /// the request again).
+    pub fn apply(&mut self, config: &LedgerConfig, envelope: &Envelope) -> Outcome {
+        let tenant_id = &envelope.tenant;
+        let created = !self.tenants.contains_key(tenant_id);
+        if created {
+            if matches!(envelope.input, Input::Tick) {
+                return Outcome::default();
+            }
+            self.tenants
+                .insert(tenant_id.clone(), TenantLedger::default());
+        }
+        let tenant = self.tenants.get_mut(tenant_id).expect("inserted above");
+        let outcome = apply_to_tenant(config, tenant_id, tenant, envelope);
+        if created && !outcome.persist {
+            self.tenants.remove(tenant_id);
+        }
+        outcome
     }
 
-    /// The view of `sku` as of `now` (buffers depend on time).
-    pub fn sku_view(&self, tenant: &TenantId, sku: &Sku, now: Timestamp) -> Option<SkuView> {
+    pub fn tenant(&self, tenant: &TenantId) -> Option<&TenantLedger> {
+        self.tenants.get(tenant)
+    }
+
+    /// The SKU's stock and what each channel may sell of it, with buffers evaluated at `now`.
+    pub fn sku_view_at(&self, tenant: &TenantId, sku: &Sku, now: Timestamp) -> Option<SkuView> {
         let tenant = self.tenants.get(tenant)?;
         let stock = tenant.stock.get(sku)?;
         Some(SkuView {
@@ -75,12 +159,212 @@ impl Ledger {
         })
     }
 
+    /// [`Ledger::sku_view_at`] with buffers evaluated at the epoch; prefer `sku_view_at` with the
+    /// time of the last applied envelope once buffers depend on time.
+    pub fn sku_view(&self, tenant: &TenantId, sku: &Sku) -> Option<SkuView> {
+        self.sku_view_at(tenant, sku, Timestamp(0))
+    }
+
     pub fn reservation(&self, tenant: &TenantId, id: &ReservationId) -> Option<&Reservation> {
         self.tenants.get(tenant)?.reservations.get(id)
     }
 
-    /// The earliest instant at which time alone changes the state; the writer sends a tick then.
+    /// The last `seq` applied from `source` (0 when none), for producers resuming a stream.
+    pub fn source_last_seq(&self, tenant: &TenantId, source: &SourceId) -> u64 {
+        self.tenants
+            .get(tenant)
+            .and_then(|t| t.sources.get(source))
+            .map_or(0, |s| s.last_seq)
+    }
+
+    /// The earliest instant at which time alone changes the state; the writer sends a tick then
+    /// (to each tenant [`Ledger::tenants_due`] names).
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        None
+        self.tenants
+            .values()
+            .filter_map(TenantLedger::next_deadline)
+            .min()
+    }
+
+    /// The tenants with a deadline at or before `now`: each needs an `Input::Tick` envelope.
+    pub fn tenants_due(&self, now: Timestamp) -> Vec<TenantId> {
+        self.tenants
+            .iter()
+            .filter(|(_, tenant)| tenant.next_deadline().is_some_and(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+impl TenantLedger {
+    /// The earliest instant at which time alone changes this tenant.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let expiry = self.expiries.first().map(|(at, _)| *at);
+        let held = self.held_deadlines.first().map(|(at, _)| *at);
+        [expiry, held, self.availability.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+fn apply_to_tenant(
+    config: &LedgerConfig,
+    tenant_id: &TenantId,
+    tenant: &mut TenantLedger,
+    envelope: &Envelope,
+) -> Outcome {
+    let mut transaction = Transaction::new(
+        config,
+        tenant_id,
+        tenant,
+        envelope.recorded_at,
+        envelope.position,
+    );
+    transaction.run_deadlines();
+    let mark = transaction.mark();
+    let result = match &envelope.input {
+        Input::Events(events) => transaction.ingest(events).map(Reply::Events),
+        Input::Command { actor, command } => transaction.command(actor, command),
+        Input::Tick => Ok(Reply::Done),
+    };
+    let reply = match result {
+        Ok(reply) => {
+            transaction.keep(mark);
+            reply
+        }
+        Err(rejection) => {
+            transaction.rollback(mark);
+            Reply::Rejected(rejection)
+        }
+    };
+    transaction.finish(reply, actor_of(&envelope.input))
+}
+
+/// Who the availability module is told caused a recomputation.
+fn actor_of(input: &Input) -> &str {
+    match input {
+        Input::Events(events) => events.first().map_or(TIME_ACTOR, |e| e.source.as_str()),
+        Input::Command { actor, .. } => actor.as_str(),
+        Input::Tick => TIME_ACTOR,
+    }
+}
+
+impl Transaction<'_> {
+    /// Everything due at `now`, in the order it fell due: provisional reservations expire, gaps
+    /// whose held events waited too long are given up on; then the availability module's own
+    /// time-driven work.
+    fn run_deadlines(&mut self) {
+        loop {
+            let expiry = self.tenant.expiries.first().cloned();
+            let held = self.tenant.held_deadlines.first().cloned();
+            match (expiry, held) {
+                (Some((at, id)), held)
+                    if at <= self.now && held.as_ref().is_none_or(|h| at <= h.0) =>
+                {
+                    self.expire(&id);
+                }
+                (_, Some((at, source))) if at <= self.now => self.give_up_timed_out_gap(&source),
+                _ => break,
+            }
+        }
+        // The availability module's decay steps and time windows. Its state is not covered by
+        // the undo log; that is fine since deadline work is never undone.
+        if self
+            .tenant
+            .availability
+            .next_deadline()
+            .is_some_and(|at| at <= self.now)
+        {
+            let context = Context {
+                tenant: self.tenant_id,
+                now: self.now,
+                position: self.position,
+                caused_at: self.now,
+                actor: TIME_ACTOR,
+            };
+            let tenant = &mut *self.tenant;
+            tenant
+                .availability
+                .tick(&context, &tenant.stock, &mut self.out);
+            self.changed_elsewhere = true;
+        }
+    }
+
+    fn command(&mut self, actor: &ActorId, command: &Command) -> Result<Reply, Rejection> {
+        match command {
+            Command::Ledger(LedgerCommand::Reserve(request)) => self.reserve(actor, request),
+            Command::Ledger(LedgerCommand::Confirm {
+                reservation_id,
+                lines,
+            }) => self.confirm(actor, reservation_id, lines.as_deref()),
+            Command::Ledger(LedgerCommand::Release {
+                reservation_id,
+                reason,
+            }) => self.release(actor, reservation_id, reason.as_deref()),
+            Command::Ledger(LedgerCommand::SetLocationPriority { locations }) => {
+                validate::location_priority(locations)?;
+                self.set_location_priority(locations.clone());
+                Ok(Reply::Done)
+            }
+            Command::Availability(command) => {
+                let context = Context {
+                    tenant: self.tenant_id,
+                    now: self.now,
+                    position: self.position,
+                    caused_at: self.now,
+                    actor: actor.as_str(),
+                };
+                let tenant = &mut *self.tenant;
+                tenant.availability.apply_command(
+                    &context,
+                    command,
+                    &tenant.stock,
+                    &mut self.out,
+                )?;
+                // A channel setting changes every SKU's published view.
+                let skus: Vec<Sku> = self.tenant.stock.keys().cloned().collect();
+                self.touched_skus.extend(skus);
+                self.changed_elsewhere = true;
+                Ok(Reply::Done)
+            }
+        }
+    }
+
+    /// Hands demand to the availability module, recomputes what channels may sell of every
+    /// touched SKU (once each), and assembles the outcome.
+    fn finish(mut self, reply: Reply, actor: &str) -> Outcome {
+        let context = Context {
+            tenant: self.tenant_id,
+            now: self.now,
+            position: self.position,
+            caused_at: self.now,
+            actor,
+        };
+        let tenant = &mut *self.tenant;
+        for demand in &self.demand {
+            tenant.availability.record_demand(
+                &demand.sku,
+                demand.channel.as_ref(),
+                demand.quantity,
+                self.now,
+            );
+        }
+        for sku in &self.touched_skus {
+            if let Some(stock) = tenant.stock.get(sku) {
+                tenant
+                    .availability
+                    .recompute(&context, sku, stock, &mut self.out);
+            }
+        }
+        let persist = self.changed() || !self.demand.is_empty();
+        let mut out = std::mem::take(&mut self.out);
+        out.reply = reply;
+        out.persist = persist;
+        out.touched_skus = std::mem::take(&mut self.touched_skus).into_iter().collect();
+        out.touched_reservations = std::mem::take(&mut self.touched_reservations)
+            .into_iter()
+            .collect();
+        out
     }
 }

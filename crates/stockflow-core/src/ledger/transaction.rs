@@ -1,0 +1,564 @@
+//! One application of an envelope to one tenant: the mutation helpers, the undo log that makes a
+//! request atomic, and the effects collected on the way (audit, incidents, touched keys, demand).
+//!
+//! Every mutation of tenant state goes through a helper here that first records the prior value
+//! in the undo log. A refused request replays the log backwards, which restores the state exactly
+//! (the maps and the indexes alike) without cloning the tenant.
+
+use super::fingerprint::Fingerprint;
+use super::{HeldEvent, LedgerConfig, SourceState, TIME_ACTOR, TenantLedger};
+use crate::envelope::Position;
+use crate::ids::{ChannelId, LocationId, ReservationId, Sku, SourceId, TenantId};
+use crate::outcome::{AuditChange, AuditEntry, Cause, Incident, IncidentKind, Outcome};
+use crate::quantity::{Quantities, QuantityState};
+use crate::reservation::{Reservation, ReservationState};
+use crate::time::Timestamp;
+use std::collections::BTreeSet;
+
+/// The prior value of one mutated entry.
+pub(super) enum Undo {
+    Stock {
+        sku: Sku,
+        location: LocationId,
+        before: Option<Quantities>,
+    },
+    Reservation {
+        id: ReservationId,
+        before: Option<Box<Reservation>>,
+    },
+    ExpiryInserted(Timestamp, ReservationId),
+    ExpiryRemoved(Timestamp, ReservationId),
+    SourceCreated(SourceId),
+    Source {
+        source: SourceId,
+        last_seq: u64,
+        release_at: Option<Timestamp>,
+    },
+    HeldInserted {
+        source: SourceId,
+        seq: u64,
+    },
+    HeldRemoved {
+        source: SourceId,
+        seq: u64,
+        held: Box<HeldEvent>,
+    },
+    HeldIndexInserted(Timestamp, SourceId),
+    HeldIndexRemoved(Timestamp, SourceId),
+    EventSeen(Fingerprint),
+    LocationSeen(LocationId),
+    LocationPriority(Vec<LocationId>),
+}
+
+/// Who and what caused the changes being made, for audit entries and incidents.
+#[derive(Debug, Clone)]
+pub(super) struct Origin {
+    pub cause: Cause,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub channel: Option<ChannelId>,
+}
+
+impl Origin {
+    pub fn time(what: &str, reason: &str) -> Origin {
+        Origin {
+            cause: Cause::Time {
+                what: what.to_owned(),
+            },
+            actor: TIME_ACTOR.to_owned(),
+            reason: Some(reason.to_owned()),
+            channel: None,
+        }
+    }
+}
+
+/// Demand seen by the ledger, handed to the availability module once the request succeeded.
+pub(super) struct Demand {
+    pub sku: Sku,
+    pub channel: Option<ChannelId>,
+    pub quantity: i64,
+}
+
+/// How far the effects reached when the request itself began, so a refusal can drop its own.
+pub(super) struct Mark {
+    audit_length: usize,
+    incident_length: usize,
+    demand_length: usize,
+    touched_skus: BTreeSet<Sku>,
+    touched_reservations: BTreeSet<ReservationId>,
+    changed: bool,
+}
+
+/// Per-location deltas of every quantity state, indexed like [`QuantityState::ALL`]; applied
+/// with [`Quantities::add`], so moves between two on-hand states leave on_hand unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct StateDeltas([i64; 7]);
+
+impl StateDeltas {
+    pub fn add(&mut self, state: QuantityState, delta: i64) {
+        self.0[state as usize] += delta;
+    }
+
+    pub fn apply_to(&self, quantities: &mut Quantities) {
+        for state in QuantityState::ALL {
+            let delta = self.0[state as usize];
+            if delta != 0 {
+                quantities.add(state, delta);
+            }
+        }
+    }
+}
+
+pub(super) struct Transaction<'a> {
+    pub config: &'a LedgerConfig,
+    pub tenant_id: &'a TenantId,
+    pub tenant: &'a mut TenantLedger,
+    pub now: Timestamp,
+    pub position: Position,
+    undo: Vec<Undo>,
+    pub out: Outcome,
+    pub touched_skus: BTreeSet<Sku>,
+    pub touched_reservations: BTreeSet<ReservationId>,
+    pub demand: Vec<Demand>,
+    /// State changed in a way the undo log does not see (the availability module's own state).
+    pub changed_elsewhere: bool,
+}
+
+impl<'a> Transaction<'a> {
+    pub fn new(
+        config: &'a LedgerConfig,
+        tenant_id: &'a TenantId,
+        tenant: &'a mut TenantLedger,
+        now: Timestamp,
+        position: Position,
+    ) -> Self {
+        Transaction {
+            config,
+            tenant_id,
+            tenant,
+            now,
+            position,
+            undo: Vec::new(),
+            out: Outcome::default(),
+            touched_skus: BTreeSet::new(),
+            touched_reservations: BTreeSet::new(),
+            demand: Vec::new(),
+            changed_elsewhere: false,
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        !self.undo.is_empty() || self.changed_elsewhere
+    }
+
+    /// Starts the request proper: what happened so far (deadline work) is kept even if the
+    /// request is refused.
+    pub fn mark(&mut self) -> Mark {
+        let mark = Mark {
+            audit_length: self.out.audit.len(),
+            incident_length: self.out.incidents.len(),
+            demand_length: self.demand.len(),
+            touched_skus: std::mem::take(&mut self.touched_skus),
+            touched_reservations: std::mem::take(&mut self.touched_reservations),
+            changed: self.changed(),
+        };
+        self.undo.clear();
+        self.changed_elsewhere = false;
+        mark
+    }
+
+    /// Undoes everything since `mark`, leaving the tenant as it was then, byte for byte.
+    pub fn rollback(&mut self, mark: Mark) {
+        while let Some(undo) = self.undo.pop() {
+            self.undo_one(undo);
+        }
+        self.out.audit.truncate(mark.audit_length);
+        self.out.incidents.truncate(mark.incident_length);
+        self.demand.truncate(mark.demand_length);
+        self.touched_skus = mark.touched_skus;
+        self.touched_reservations = mark.touched_reservations;
+        self.changed_elsewhere = mark.changed;
+    }
+
+    /// Ends the request as accepted: its effects join those of the deadline work.
+    pub fn keep(&mut self, mark: Mark) {
+        self.touched_skus.extend(mark.touched_skus);
+        self.touched_reservations.extend(mark.touched_reservations);
+        self.changed_elsewhere |= mark.changed;
+    }
+
+    fn undo_one(&mut self, undo: Undo) {
+        let tenant = &mut *self.tenant;
+        match undo {
+            Undo::Stock {
+                sku,
+                location,
+                before,
+            } => {
+                let stock = tenant.stock.entry(sku.clone()).or_default();
+                match before {
+                    Some(before) => {
+                        stock.insert(location, before);
+                    }
+                    None => {
+                        stock.remove(&location);
+                        if stock.is_empty() {
+                            tenant.stock.remove(&sku);
+                        }
+                    }
+                }
+            }
+            Undo::Reservation { id, before } => match before {
+                Some(before) => {
+                    tenant.reservations.insert(id, *before);
+                }
+                None => {
+                    tenant.reservations.remove(&id);
+                }
+            },
+            Undo::ExpiryInserted(at, id) => {
+                tenant.expiries.remove(&(at, id));
+            }
+            Undo::ExpiryRemoved(at, id) => {
+                tenant.expiries.insert((at, id));
+            }
+            Undo::SourceCreated(source) => {
+                tenant.sources.remove(&source);
+            }
+            Undo::Source {
+                source,
+                last_seq,
+                release_at,
+            } => {
+                let state = tenant
+                    .sources
+                    .get_mut(&source)
+                    .expect("undo of a known source");
+                state.last_seq = last_seq;
+                state.release_at = release_at;
+            }
+            Undo::HeldInserted { source, seq } => {
+                let state = tenant
+                    .sources
+                    .get_mut(&source)
+                    .expect("undo of a known source");
+                state.held.remove(&seq);
+            }
+            Undo::HeldRemoved { source, seq, held } => {
+                let state = tenant
+                    .sources
+                    .get_mut(&source)
+                    .expect("undo of a known source");
+                state.held.insert(seq, *held);
+            }
+            Undo::HeldIndexInserted(at, source) => {
+                tenant.held_deadlines.remove(&(at, source));
+            }
+            Undo::HeldIndexRemoved(at, source) => {
+                tenant.held_deadlines.insert((at, source));
+            }
+            Undo::EventSeen(key) => {
+                tenant.events_seen.remove(&key);
+            }
+            Undo::LocationSeen(location) => {
+                tenant.locations.remove(&location);
+            }
+            Undo::LocationPriority(before) => tenant.location_priority = before,
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Stock
+
+    /// Applies `change` to the quantities of `sku` at `location` as one change: one version
+    /// step, one audit entry, and an incident when a physical fact drove a state below zero.
+    /// A change that changes nothing is no change at all (no version step, no audit entry).
+    pub fn change_stock(
+        &mut self,
+        origin: &Origin,
+        sku: &Sku,
+        location: &LocationId,
+        change: impl FnOnce(&mut Quantities),
+    ) {
+        let stored = self
+            .tenant
+            .stock
+            .get(sku)
+            .and_then(|stock| stock.get(location))
+            .copied();
+        let before = stored.unwrap_or_default();
+        let mut after = before;
+        change(&mut after);
+        if after == before {
+            return;
+        }
+        after.version = before.version + 1;
+        if stored.is_none() {
+            self.note_location(location);
+        }
+        match self.tenant.stock.get_mut(sku) {
+            Some(stock) => {
+                stock.insert(location.clone(), after);
+            }
+            None => {
+                self.tenant
+                    .stock
+                    .insert(sku.clone(), [(location.clone(), after)].into());
+            }
+        }
+        self.undo.push(Undo::Stock {
+            sku: sku.clone(),
+            location: location.clone(),
+            before: stored,
+        });
+        self.touch_sku(sku);
+        self.check_negative(origin, sku, location, &before, &after);
+        self.out.audit.push(AuditEntry {
+            at: self.now,
+            position: self.position,
+            sku: sku.clone(),
+            location: Some(location.clone()),
+            channel: origin.channel.clone(),
+            cause: origin.cause.clone(),
+            actor: origin.actor.clone(),
+            reason: origin.reason.clone(),
+            change: AuditChange::Quantities { before, after },
+        });
+    }
+
+    pub fn change_stock_by(
+        &mut self,
+        origin: &Origin,
+        sku: &Sku,
+        location: &LocationId,
+        deltas: StateDeltas,
+    ) {
+        self.change_stock(origin, sku, location, |quantities| {
+            deltas.apply_to(quantities)
+        });
+    }
+
+    fn check_negative(
+        &mut self,
+        origin: &Origin,
+        sku: &Sku,
+        location: &LocationId,
+        before: &Quantities,
+        after: &Quantities,
+    ) {
+        for state in QuantityState::ALL {
+            let (was, is) = (before.get(state), after.get(state));
+            if is >= 0 || is >= was {
+                continue;
+            }
+            let kind = if state == QuantityState::Available {
+                IncidentKind::NegativeAvailable
+            } else {
+                IncidentKind::NegativeQuantity
+            };
+            let detail = format!("{} went from {was} to {is}", state.name());
+            self.incident(origin, kind, Some(sku), Some(location), -is, detail);
+        }
+    }
+
+    fn note_location(&mut self, location: &LocationId) {
+        if !self.tenant.locations.contains(location) {
+            self.tenant.locations.insert(location.clone());
+            self.undo.push(Undo::LocationSeen(location.clone()));
+        }
+    }
+
+    pub fn set_location_priority(&mut self, locations: Vec<LocationId>) {
+        if self.tenant.location_priority == locations {
+            return;
+        }
+        let before = std::mem::replace(&mut self.tenant.location_priority, locations);
+        self.undo.push(Undo::LocationPriority(before));
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Reservations
+
+    /// The reservation, to be changed: its prior value goes to the undo log.
+    pub fn reservation_mut(&mut self, id: &ReservationId) -> Option<&mut Reservation> {
+        let before = self.tenant.reservations.get(id)?.clone();
+        self.undo.push(Undo::Reservation {
+            id: id.clone(),
+            before: Some(Box::new(before)),
+        });
+        self.touch_reservation(id);
+        self.tenant.reservations.get_mut(id)
+    }
+
+    pub fn insert_reservation(&mut self, reservation: Reservation) {
+        let id = reservation.reservation_id.clone();
+        debug_assert!(!self.tenant.reservations.contains_key(&id));
+        if reservation.state == ReservationState::Provisional {
+            self.expiry_insert(reservation.expires_at, &id);
+        }
+        self.tenant.reservations.insert(id.clone(), reservation);
+        self.touch_reservation(&id);
+        self.undo.push(Undo::Reservation { id, before: None });
+    }
+
+    pub fn expiry_insert(&mut self, at: Timestamp, id: &ReservationId) {
+        if self.tenant.expiries.insert((at, id.clone())) {
+            self.undo.push(Undo::ExpiryInserted(at, id.clone()));
+        }
+    }
+
+    pub fn expiry_remove(&mut self, at: Timestamp, id: &ReservationId) {
+        let key = (at, id.clone());
+        if self.tenant.expiries.remove(&key) {
+            self.undo.push(Undo::ExpiryRemoved(key.0, key.1));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Sources and deduplication
+
+    pub fn remember_event(&mut self, key: Fingerprint, body: Fingerprint) {
+        let previous = self.tenant.events_seen.insert(key, body);
+        debug_assert!(previous.is_none());
+        self.undo.push(Undo::EventSeen(key));
+    }
+
+    /// The state of `source`, created (at seq 0) on first sight.
+    pub fn source(&mut self, source: &SourceId) -> &SourceState {
+        if !self.tenant.sources.contains_key(source) {
+            self.tenant
+                .sources
+                .insert(source.clone(), SourceState::default());
+            self.undo.push(Undo::SourceCreated(source.clone()));
+        }
+        &self.tenant.sources[source]
+    }
+
+    fn source_mut(&mut self, source: &SourceId) -> &mut SourceState {
+        let state = self
+            .tenant
+            .sources
+            .get_mut(source)
+            .expect("the source was created before it was changed");
+        self.undo.push(Undo::Source {
+            source: source.clone(),
+            last_seq: state.last_seq,
+            release_at: state.release_at,
+        });
+        state
+    }
+
+    pub fn set_last_seq(&mut self, source: &SourceId, seq: u64) {
+        self.source_mut(source).last_seq = seq;
+    }
+
+    pub fn hold(&mut self, source: &SourceId, held: HeldEvent) {
+        let seq = held.event.seq;
+        let release_at = held.release_at;
+        let state = self.tenant.sources.get_mut(source).expect("a known source");
+        let previous = state.held.insert(seq, held);
+        debug_assert!(previous.is_none());
+        self.undo.push(Undo::HeldInserted {
+            source: source.clone(),
+            seq,
+        });
+        let current = self.tenant.sources[source].release_at;
+        if current.is_none_or(|current| release_at < current) {
+            self.set_release_at(source, Some(release_at));
+        }
+    }
+
+    /// Takes the held event `seq` out of the buffer. The caller must pass it back through
+    /// [`Transaction::held_taken`] once applied, so that a refusal can put it back.
+    pub fn take_held(&mut self, source: &SourceId, seq: u64) -> Option<HeldEvent> {
+        self.tenant.sources.get_mut(source)?.held.remove(&seq)
+    }
+
+    pub fn held_taken(&mut self, source: &SourceId, held: HeldEvent) {
+        self.undo.push(Undo::HeldRemoved {
+            source: source.clone(),
+            seq: held.event.seq,
+            held: Box::new(held),
+        });
+    }
+
+    /// Recomputes the source's earliest release time after held events left the buffer.
+    pub fn refresh_release_at(&mut self, source: &SourceId) {
+        let state = &self.tenant.sources[source];
+        let earliest = state.held.values().map(|held| held.release_at).min();
+        if earliest != state.release_at {
+            self.set_release_at(source, earliest);
+        }
+    }
+
+    fn set_release_at(&mut self, source: &SourceId, release_at: Option<Timestamp>) {
+        let state = self.source_mut(source);
+        let previous = std::mem::replace(&mut state.release_at, release_at);
+        if let Some(previous) = previous {
+            self.tenant
+                .held_deadlines
+                .remove(&(previous, source.clone()));
+            self.undo
+                .push(Undo::HeldIndexRemoved(previous, source.clone()));
+        }
+        if let Some(release_at) = release_at {
+            self.tenant
+                .held_deadlines
+                .insert((release_at, source.clone()));
+            self.undo
+                .push(Undo::HeldIndexInserted(release_at, source.clone()));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Effects
+
+    pub fn touch_sku(&mut self, sku: &Sku) {
+        if !self.touched_skus.contains(sku) {
+            self.touched_skus.insert(sku.clone());
+        }
+    }
+
+    pub fn touch_reservation(&mut self, id: &ReservationId) {
+        if !self.touched_reservations.contains(id) {
+            self.touched_reservations.insert(id.clone());
+        }
+    }
+
+    pub fn incident(
+        &mut self,
+        origin: &Origin,
+        kind: IncidentKind,
+        sku: Option<&Sku>,
+        location: Option<&LocationId>,
+        shortfall: i64,
+        detail: String,
+    ) {
+        let source = match &origin.cause {
+            Cause::Event { source, .. } => Some(source.clone()),
+            _ => None,
+        };
+        self.out.incidents.push(Incident {
+            kind,
+            at: self.now,
+            position: self.position,
+            sku: sku.cloned(),
+            location: location.cloned(),
+            channel: origin.channel.clone(),
+            source,
+            shortfall,
+            detail,
+            cause: origin.cause.clone(),
+        });
+    }
+
+    pub fn record_demand(&mut self, sku: &Sku, channel: Option<&ChannelId>, quantity: i64) {
+        if quantity > 0 {
+            self.demand.push(Demand {
+                sku: sku.clone(),
+                channel: channel.cloned(),
+                quantity,
+            });
+        }
+    }
+}
