@@ -1,0 +1,252 @@
+//! Audit entries and incidents to and from rows. Quantity changes (nearly every audit row) take a
+//! direct path; the rarer buffer, setting and ATS changes go through serde's generic form.
+
+use crate::error::StoreError;
+use serde_json::{Map, Value};
+use stockflow_core::ids::{ChannelId, EventId, IdError, LocationId, Sku, SourceId};
+use stockflow_core::outcome::{AuditChange, AuditEntry, Cause, Incident, IncidentKind};
+use stockflow_core::quantity::Quantities;
+use stockflow_core::time::Timestamp;
+
+/// The columns of the audit table describing the cause.
+pub struct CauseColumns<'a> {
+    pub kind: &'static str,
+    pub id: Option<&'a str>,
+    /// The event type, the command name, or what time did.
+    pub name: &'a str,
+    pub source: Option<&'a str>,
+}
+
+pub fn cause_columns(cause: &Cause) -> CauseColumns<'_> {
+    match cause {
+        Cause::Event {
+            event_id,
+            source,
+            event_type,
+        } => CauseColumns {
+            kind: "event",
+            id: Some(event_id.as_str()),
+            name: event_type,
+            source: Some(source.as_str()),
+        },
+        Cause::Command { name, id } => CauseColumns {
+            kind: "command",
+            id: Some(id),
+            name,
+            source: None,
+        },
+        Cause::Time { what } => CauseColumns {
+            kind: "time",
+            id: None,
+            name: what,
+            source: None,
+        },
+    }
+}
+
+pub fn cause_from_columns(
+    kind: &str,
+    id: Option<String>,
+    name: Option<String>,
+    source: Option<String>,
+) -> Result<Cause, StoreError> {
+    let name = name.unwrap_or_default();
+    match kind {
+        "event" => Ok(Cause::Event {
+            event_id: EventId::parse(id.unwrap_or_default()).map_err(id_error)?,
+            source: SourceId::parse(source.unwrap_or_default()).map_err(id_error)?,
+            event_type: name,
+        }),
+        "command" => Ok(Cause::Command {
+            name,
+            id: id.unwrap_or_default(),
+        }),
+        "time" => Ok(Cause::Time { what: name }),
+        other => Err(corrupt(format!("unknown cause kind {other:?}"))),
+    }
+}
+
+/// The change_kind, before, after and detail columns of an audit row.
+pub struct ChangeColumns {
+    pub kind: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub detail: Option<String>,
+}
+
+pub fn change_columns(change: &AuditChange) -> Result<ChangeColumns, StoreError> {
+    if let AuditChange::Quantities { before, after } = change {
+        return Ok(ChangeColumns {
+            kind: "quantities".to_owned(),
+            before: Some(to_json(before)?),
+            after: Some(to_json(after)?),
+            detail: None,
+        });
+    }
+    // Generic form: serde's tagged object, with `before` and `after` lifted into their columns.
+    let Value::Object(mut object) = serde_json::to_value(change).map_err(encode_error)? else {
+        return Err(encode_error("an audit change is not a JSON object"));
+    };
+    let kind = match object.remove("kind") {
+        Some(Value::String(kind)) => kind,
+        _ => return Err(encode_error("an audit change has no kind")),
+    };
+    let before = object.remove("before").map(|v| v.to_string());
+    let after = object.remove("after").map(|v| v.to_string());
+    let detail = (!object.is_empty()).then(|| Value::Object(object).to_string());
+    Ok(ChangeColumns {
+        kind,
+        before,
+        after,
+        detail,
+    })
+}
+
+pub fn change_from_columns(
+    kind: &str,
+    before: Option<&str>,
+    after: Option<&str>,
+    detail: Option<&str>,
+) -> Result<AuditChange, StoreError> {
+    if kind == "quantities" {
+        let quantities = |text: Option<&str>| -> Result<Quantities, StoreError> {
+            serde_json::from_str(text.unwrap_or("null")).map_err(decode_error)
+        };
+        return Ok(AuditChange::Quantities {
+            before: quantities(before)?,
+            after: quantities(after)?,
+        });
+    }
+    let mut object = match detail {
+        Some(text) => match serde_json::from_str(text).map_err(decode_error)? {
+            Value::Object(object) => object,
+            _ => return Err(corrupt("audit detail is not a JSON object")),
+        },
+        None => Map::new(),
+    };
+    object.insert("kind".to_owned(), Value::String(kind.to_owned()));
+    for (name, text) in [("before", before), ("after", after)] {
+        if let Some(text) = text {
+            object.insert(
+                name.to_owned(),
+                serde_json::from_str(text).map_err(decode_error)?,
+            );
+        }
+    }
+    serde_json::from_value(Value::Object(object)).map_err(decode_error)
+}
+
+/// Reads one audit row (columns in the order of [`super::AUDIT_COLUMNS`]).
+pub fn audit_from_row(row: &rusqlite::Row<'_>) -> Result<(u64, String, AuditEntry), StoreError> {
+    let get = |e: rusqlite::Error| StoreError::backend("reading an audit row", e);
+    let id: i64 = row.get(0).map_err(get)?;
+    let tenant: String = row.get(1).map_err(get)?;
+    let position: i64 = row.get(2).map_err(get)?;
+    let at: i64 = row.get(3).map_err(get)?;
+    let sku: String = row.get(4).map_err(get)?;
+    let location: Option<String> = row.get(5).map_err(get)?;
+    let channel: Option<String> = row.get(6).map_err(get)?;
+    let cause_kind: String = row.get(7).map_err(get)?;
+    let cause = cause_from_columns(
+        &cause_kind,
+        row.get(8).map_err(get)?,
+        row.get(9).map_err(get)?,
+        row.get(10).map_err(get)?,
+    )?;
+    let change_kind: String = row.get(13).map_err(get)?;
+    let before: Option<String> = row.get(14).map_err(get)?;
+    let after: Option<String> = row.get(15).map_err(get)?;
+    let detail: Option<String> = row.get(16).map_err(get)?;
+    let entry = AuditEntry {
+        at: Timestamp(at),
+        position: position as u64,
+        sku: Sku::parse(sku).map_err(id_error)?,
+        location: location
+            .map(LocationId::parse)
+            .transpose()
+            .map_err(id_error)?,
+        channel: channel
+            .map(ChannelId::parse)
+            .transpose()
+            .map_err(id_error)?,
+        cause,
+        actor: row.get(11).map_err(get)?,
+        reason: row.get(12).map_err(get)?,
+        change: change_from_columns(
+            &change_kind,
+            before.as_deref(),
+            after.as_deref(),
+            detail.as_deref(),
+        )?,
+    };
+    Ok((id as u64, tenant, entry))
+}
+
+pub fn incident_kind_name(kind: IncidentKind) -> Result<String, StoreError> {
+    match serde_json::to_value(kind).map_err(encode_error)? {
+        Value::String(name) => Ok(name),
+        _ => Err(encode_error("an incident kind is not a string")),
+    }
+}
+
+/// Reads one incident row (columns in the order of [`super::INCIDENT_COLUMNS`]).
+pub fn incident_from_row(row: &rusqlite::Row<'_>) -> Result<(u64, String, Incident), StoreError> {
+    let get = |e: rusqlite::Error| StoreError::backend("reading an incident row", e);
+    let id: i64 = row.get(0).map_err(get)?;
+    let tenant: String = row.get(1).map_err(get)?;
+    let position: i64 = row.get(2).map_err(get)?;
+    let at: i64 = row.get(3).map_err(get)?;
+    let kind: String = row.get(4).map_err(get)?;
+    let sku: Option<String> = row.get(5).map_err(get)?;
+    let location: Option<String> = row.get(6).map_err(get)?;
+    let channel: Option<String> = row.get(7).map_err(get)?;
+    let source: Option<String> = row.get(8).map_err(get)?;
+    let cause: String = row.get(11).map_err(get)?;
+    let incident = Incident {
+        kind: serde_json::from_value(Value::String(kind)).map_err(decode_error)?,
+        at: Timestamp(at),
+        position: position as u64,
+        sku: sku.map(Sku::parse).transpose().map_err(id_error)?,
+        location: location
+            .map(LocationId::parse)
+            .transpose()
+            .map_err(id_error)?,
+        channel: channel
+            .map(ChannelId::parse)
+            .transpose()
+            .map_err(id_error)?,
+        source: source.map(SourceId::parse).transpose().map_err(id_error)?,
+        shortfall: row.get(9).map_err(get)?,
+        detail: row.get(10).map_err(get)?,
+        cause: serde_json::from_str(&cause).map_err(decode_error)?,
+    };
+    Ok((id as u64, tenant, incident))
+}
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(encode_error)
+}
+
+fn encode_error(source: impl Into<crate::error::BoxError>) -> StoreError {
+    StoreError::Codec {
+        direction: "encode",
+        what: "an audit or incident row",
+        source: source.into(),
+    }
+}
+
+fn decode_error(source: impl Into<crate::error::BoxError>) -> StoreError {
+    StoreError::Codec {
+        direction: "decode",
+        what: "an audit or incident row",
+        source: source.into(),
+    }
+}
+
+fn id_error(error: IdError) -> StoreError {
+    decode_error(error)
+}
+
+fn corrupt(detail: impl Into<String>) -> StoreError {
+    decode_error(detail.into())
+}
