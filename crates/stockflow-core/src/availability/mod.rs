@@ -98,6 +98,7 @@ pub struct Availability {
     pub channels: BTreeMap<ChannelId, ChannelConfig>,
     /// The last ATS emitted per channel x SKU x location (None: per SKU), so that only real
     /// changes are emitted.
+    #[serde(with = "map_entries")]
     last_emitted: BTreeMap<(ChannelId, Sku, Option<LocationId>), i64>,
 }
 
@@ -223,5 +224,30 @@ impl Availability {
     /// The next instant at which time alone changes something here (a decay step, a window).
     pub fn next_deadline(&self) -> Option<Timestamp> {
         None
+    }
+}
+
+/// A map with tuple keys, stored as a list of `[key, value]` entries: JSON maps need string keys,
+/// and snapshots of the whole ledger are JSON as well as MessagePack.
+mod map_entries {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer, K: Serialize, V: Serialize>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D, K, V>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
     }
 }

@@ -1,0 +1,417 @@
+//! Exactly-once, ordered ingestion: deduplication forever, per-source order, the held buffer and
+//! its limits, atomic requests, and the effects a request reports.
+
+use crate::support::*;
+use stockflow_core::availability::{
+    AvailabilityCommand, ChannelConfig, ChannelKind, ChannelLocation,
+};
+use stockflow_core::command::Command;
+use stockflow_core::envelope::Input;
+use stockflow_core::event::Event;
+use stockflow_core::ids::{ActorId, ChannelId, SourceId};
+use stockflow_core::ledger::LedgerConfig;
+use stockflow_core::outcome::{Cause, IncidentKind, Outcome, Reply};
+
+fn wms(seq: u64, quantity: i64) -> Event {
+    event("wms", seq, received("A", "east", quantity))
+}
+
+/// The reply and the incidents of one request, and the stock after it.
+fn check(harness: &mut Harness, events: Vec<Event>, expected: &str) -> Outcome {
+    let outcome = harness.events(events);
+    let mut text = format!(
+        "{}\n{}",
+        render_reply(&outcome.reply),
+        harness.render_stock()
+    );
+    if !outcome.incidents.is_empty() {
+        text.push_str(&format!("incidents: {}\n", render_incidents(&outcome)));
+    }
+    assert_eq!(text.trim_end(), expected.trim(), "\n--- got:\n{text}");
+    outcome
+}
+
+#[test]
+fn duplicates_change_nothing_forever() {
+    let mut harness = Harness::default();
+    check(
+        &mut harness,
+        vec![wms(1, 5)],
+        "applied\nA@east on_hand=5 available=5 v1",
+    );
+    for _ in 0..3 {
+        harness.events(vec![wms(2, 1), wms(3, 1)]);
+    }
+    let before = harness.snapshot();
+    harness.advance_seconds(365 * 24 * 3600);
+    let outcome = check(
+        &mut harness,
+        vec![wms(1, 5), wms(3, 1)],
+        "
+duplicate,duplicate
+A@east on_hand=7 available=7 v3",
+    );
+    assert!(!outcome.persist);
+    assert!(outcome.audit.is_empty() && outcome.touched_skus.is_empty());
+    assert_eq!(harness.snapshot(), before);
+    // A different event claiming an applied seq: the first one won.
+    let mut other = wms(2, 9);
+    other.event_id = stockflow_core::ids::EventId::parse("other").unwrap();
+    check(
+        &mut harness,
+        vec![other],
+        "duplicate\nA@east on_hand=7 available=7 v3",
+    );
+}
+
+#[test]
+fn same_id_different_body_refuses_the_whole_request() {
+    let mut harness = Harness::default();
+    harness.events(vec![wms(1, 5)]);
+    let before = harness.snapshot();
+    let outcome = check(
+        &mut harness,
+        vec![wms(2, 1), wms(1, 6)],
+        "
+rejected idempotency_conflict
+A@east on_hand=5 available=5 v1",
+    );
+    assert!(!outcome.persist);
+    assert!(outcome.audit.is_empty() && outcome.touched_skus.is_empty());
+    assert_eq!(harness.snapshot(), before);
+    // Within one request too.
+    let outcome = harness.events(vec![wms(2, 1), wms(2, 2)]);
+    assert_eq!(
+        render_reply(&outcome.reply),
+        "rejected idempotency_conflict"
+    );
+    assert_eq!(harness.snapshot(), before);
+}
+
+#[test]
+fn events_apply_in_seq_order() {
+    let mut harness = Harness::default();
+    check(
+        &mut harness,
+        vec![wms(1, 1)],
+        "applied\nA@east on_hand=1 available=1 v1",
+    );
+    check(
+        &mut harness,
+        vec![wms(3, 3)],
+        "held\nA@east on_hand=1 available=1 v1",
+    );
+    // A retry of a held event is still held.
+    check(
+        &mut harness,
+        vec![wms(3, 3)],
+        "held\nA@east on_hand=1 available=1 v1",
+    );
+    check(
+        &mut harness,
+        vec![wms(5, 5)],
+        "held\nA@east on_hand=1 available=1 v1",
+    );
+    let outcome = check(
+        &mut harness,
+        vec![wms(2, 2)],
+        "applied\nA@east on_hand=6 available=6 v3",
+    );
+    // The released event's audit entry names its own event.
+    assert_eq!(outcome.audit.len(), 2);
+    assert_eq!(
+        outcome.audit[1].cause,
+        Cause::Event {
+            event_id: stockflow_core::ids::EventId::parse("wms-3").unwrap(),
+            source: SourceId::parse("wms").unwrap(),
+            event_type: "received".to_owned(),
+        }
+    );
+    check(
+        &mut harness,
+        vec![wms(4, 4)],
+        "applied\nA@east on_hand=15 available=15 v5",
+    );
+    assert_eq!(
+        harness
+            .ledger
+            .source_last_seq(&harness.tenant, &SourceId::parse("wms").unwrap()),
+        5
+    );
+    // Held and released by a later event of the same request: both applied.
+    check(
+        &mut harness,
+        vec![wms(8, 1), wms(7, 1), wms(6, 1)],
+        "
+applied,applied,applied
+A@east on_hand=18 available=18 v8",
+    );
+    // Sources are independent.
+    check(
+        &mut harness,
+        vec![event("oms", 1, received("A", "east", 1)), wms(10, 1)],
+        "
+applied,held
+A@east on_hand=19 available=19 v9",
+    );
+}
+
+#[test]
+fn a_full_held_buffer_gives_up_the_gap() {
+    let mut harness = Harness::new(LedgerConfig {
+        held_events_per_source_max: 2,
+        ..LedgerConfig::default()
+    });
+    harness.events(vec![wms(1, 1)]);
+    check(
+        &mut harness,
+        vec![wms(3, 1), wms(4, 1)],
+        "held,held\nA@east on_hand=1 available=1 v1",
+    );
+    let outcome = check(
+        &mut harness,
+        vec![wms(6, 1)],
+        "
+held
+A@east on_hand=3 available=3 v3
+incidents: sequence_gap 1",
+    );
+    let gap = &outcome.incidents[0];
+    assert_eq!(gap.source, Some(SourceId::parse("wms").unwrap()));
+    assert!(gap.detail.contains("seq 2..=2"), "{}", gap.detail);
+    // The late event is behind the source now.
+    check(
+        &mut harness,
+        vec![wms(2, 1)],
+        "duplicate\nA@east on_hand=3 available=3 v3",
+    );
+    // seq 6 still waits for 5.
+    check(
+        &mut harness,
+        vec![wms(5, 1)],
+        "applied\nA@east on_hand=5 available=5 v5",
+    );
+    // An event that overflows the buffer is applied with the others once the gap is given up.
+    check(
+        &mut harness,
+        vec![wms(9, 1), wms(10, 1)],
+        "held,held\nA@east on_hand=5 available=5 v5",
+    );
+    check(
+        &mut harness,
+        vec![wms(8, 1)],
+        "
+applied
+A@east on_hand=8 available=8 v8
+incidents: sequence_gap 1",
+    );
+}
+
+#[test]
+fn a_held_event_past_its_time_limit_gives_up_the_gap() {
+    let mut harness = Harness::default();
+    harness.events(vec![wms(1, 1)]);
+    harness.events(vec![wms(3, 1)]);
+    harness.advance_seconds(10);
+    harness.events(vec![wms(5, 1)]);
+    assert_eq!(harness.ledger.next_deadline(), Some(START.plus_seconds(30)));
+    harness.advance_seconds(19);
+    assert!(!harness.tick().persist);
+
+    harness.advance_seconds(1);
+    let outcome = harness.tick();
+    assert!(outcome.persist);
+    assert_eq!(render_incidents(&outcome), "sequence_gap 1");
+    assert_eq!(
+        outcome.incidents[0].cause,
+        Cause::Time {
+            what: "held_event_timeout".to_owned()
+        }
+    );
+    assert_eq!(harness.render_stock(), "A@east on_hand=2 available=2 v2\n");
+    // seq 5 waits for 4 until its own limit.
+    assert_eq!(harness.ledger.next_deadline(), Some(START.plus_seconds(40)));
+    harness.advance_seconds(10);
+    let outcome = check(
+        &mut harness,
+        vec![wms(6, 1)],
+        "
+applied
+A@east on_hand=4 available=4 v4
+incidents: sequence_gap 1",
+    );
+    assert_eq!(
+        outcome.incidents[0].cause,
+        Cause::Time {
+            what: "held_event_timeout".to_owned()
+        }
+    );
+    assert_eq!(harness.ledger.next_deadline(), None);
+}
+
+#[test]
+fn a_refused_request_leaves_the_state_byte_for_byte() {
+    let mut harness = Harness::new(LedgerConfig {
+        held_events_per_source_max: 2,
+        ..LedgerConfig::default()
+    });
+    harness.events(vec![wms(1, 10), event("wms", 3, received("B", "west", 1))]);
+    harness.reserve("r1", &[("A", Some("east"), 4)], 60);
+    harness.events(vec![
+        event("wms", 5, received("A", "east", 1)),
+        event("wms", 6, received("A", "east", 1)),
+    ]);
+    let before = harness.snapshot();
+    let cases: Vec<(Vec<Event>, &str)> = vec![
+        // Fills a gap (draining held events), overflows the buffer (giving up a gap), picks
+        // from a reservation, leaves a tombstone, then fails a version check.
+        (
+            vec![
+                event("wms", 2, picked("A", "east", 4, Some("r1"))),
+                event("wms", 9, received("C", "north", 1)),
+                event("oms", 1, cancelled("r2", None, None)),
+                event("oms", 2, adjusted("A", "east", 1, Some(99))),
+            ],
+            "rejected version_conflict",
+        ),
+        (
+            vec![event("wms", 2, received("A", "east", 1)), wms(1, 11)],
+            "rejected idempotency_conflict",
+        ),
+        (
+            vec![
+                event("wms", 2, received("A", "east", 1)),
+                event("wms", 4, received("A", "east", 0)),
+            ],
+            "rejected invalid",
+        ),
+        // The event held in this request and drained by a later one fails its check.
+        (
+            vec![
+                event("wms", 4, counted("A", "east", 3, Some(1))),
+                event("wms", 2, received("A", "east", 1)),
+            ],
+            "rejected version_conflict",
+        ),
+    ];
+    for (events, expected) in cases {
+        let outcome = harness.events(events);
+        assert_eq!(render_reply(&outcome.reply), expected);
+        assert!(!outcome.persist);
+        assert!(outcome.audit.is_empty() && outcome.incidents.is_empty());
+        assert!(outcome.touched_skus.is_empty() && outcome.touched_reservations.is_empty());
+        assert_eq!(
+            String::from_utf8(harness.snapshot()).unwrap(),
+            String::from_utf8(before.clone()).unwrap()
+        );
+    }
+    // A refused first request of a new tenant leaves no tenant behind.
+    harness.tenant = stockflow_core::ids::TenantId::parse("other").unwrap();
+    harness.reserve("r1", &[("A", None, 1)], 60);
+    assert!(harness.ledger.tenant(&harness.tenant).is_none());
+}
+
+#[test]
+fn a_held_event_failing_its_version_later_is_skipped_with_an_incident() {
+    let mut harness = Harness::default();
+    harness.events(vec![wms(1, 10)]);
+    check(
+        &mut harness,
+        vec![event("wms", 3, counted("A", "east", 4, Some(1)))],
+        "
+held
+A@east on_hand=10 available=10 v1",
+    );
+    check(
+        &mut harness,
+        vec![wms(2, 1)],
+        "
+applied
+A@east on_hand=11 available=11 v2
+incidents: version_conflict A@east 0",
+    );
+    let mut same_seq = wms(3, 1);
+    same_seq.event_id = stockflow_core::ids::EventId::parse("wms-3-again").unwrap();
+    check(
+        &mut harness,
+        vec![wms(4, 1), same_seq],
+        "
+applied,duplicate
+A@east on_hand=12 available=12 v3",
+    );
+    assert_eq!(harness.quantities("A", "east").version, 3);
+}
+
+#[test]
+fn a_request_reports_each_effect_once() {
+    let mut harness = Harness::default();
+    harness.apply(Input::Command {
+        actor: ActorId::parse("tester").unwrap(),
+        command: Command::Availability(AvailabilityCommand::UpsertChannel(ChannelConfig {
+            id: ChannelId::parse("shop").unwrap(),
+            kind: ChannelKind::Webhook,
+            locations: vec![ChannelLocation {
+                location: loc("east"),
+                priority: 1,
+            }],
+            per_location: false,
+        })),
+    });
+    let mut first = wms(1, 2);
+    first.reason = Some("PO delivery".to_owned());
+    first.reference = Some("PO-9".to_owned());
+    let outcome = harness.events(vec![
+        first,
+        wms(2, 3),
+        event("wms", 3, received("B", "east", 1)),
+        wms(4, 1),
+    ]);
+    assert_eq!(outcome.touched_skus, vec![sku("A"), sku("B")]);
+    assert_eq!(outcome.audit.len(), 4);
+    assert_eq!(
+        outcome.audit[0].reason.as_deref(),
+        Some("PO delivery (reference PO-9)")
+    );
+    assert_eq!(outcome.audit[0].actor, "wms");
+    assert_eq!(outcome.audit[0].position, harness.position);
+    // One availability change per SKU, computed after the whole request.
+    let changes: Vec<(String, i64)> = outcome
+        .availability
+        .iter()
+        .map(|c| (c.sku.to_string(), c.available_to_sell))
+        .collect();
+    assert_eq!(changes, vec![("A".to_owned(), 6), ("B".to_owned(), 1)]);
+    assert!(
+        outcome
+            .availability
+            .iter()
+            .all(|c| c.position == harness.position && c.caused_at == harness.now)
+    );
+    // A reservation is a change of the reservation and of the SKU.
+    let outcome = harness.reserve("r1", &[("A", None, 2), ("A", None, 1)], 60);
+    assert_eq!(outcome.touched_reservations, vec![rid("r1")]);
+    assert_eq!(outcome.touched_skus, vec![sku("A")]);
+    // Two lines on one SKU x location: one change, one version step, one audit entry.
+    assert_eq!(outcome.audit.len(), 1);
+    assert_eq!(harness.quantities("A", "east").version, 4);
+    assert_eq!(outcome.availability.len(), 1);
+    assert!(matches!(
+        outcome.reply,
+        Reply::Reservation { created: true, .. }
+    ));
+}
+
+#[test]
+fn a_cancellation_before_its_reservation_is_not_lost() {
+    let mut harness = Harness::default();
+    harness.events(vec![wms(1, 5)]);
+    let outcome = harness.events(vec![event("oms", 1, cancelled("order-1", None, None))]);
+    assert_eq!(outcome.incidents[0].kind, IncidentKind::UnknownReservation);
+    assert_eq!(outcome.touched_reservations, vec![rid("order-1")]);
+    let before = harness.snapshot();
+    let outcome = harness.reserve("order-1", &[("A", None, 2)], 60);
+    assert_eq!(render_reply(&outcome.reply), "order-1 released []");
+    assert!(!outcome.persist);
+    assert_eq!(harness.snapshot(), before);
+    assert_eq!(harness.render_stock(), "A@east on_hand=5 available=5 v1\n");
+}

@@ -1,0 +1,6 @@
+//! The core's integration tests: one binary, one module per area.
+
+mod events;
+mod ingestion;
+mod reservations;
+mod support;
