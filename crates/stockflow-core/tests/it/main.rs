@@ -2,5 +2,6 @@
 
 mod events;
 mod ingestion;
+mod properties;
 mod reservations;
 mod support;
