@@ -180,3 +180,40 @@ pub fn request_id() -> String {
 
 /// Shared pointer to a sandbox's state, as axum handlers receive it.
 pub type Shared<T> = Arc<T>;
+
+/// A platform's answer type, as far as held calls are concerned.
+pub trait HeldReply {
+    /// The answer to a held call that was not processed (sent after the hold).
+    fn held_unprocessed() -> Self;
+    /// Marks an answer as given after a hold: the client has most likely given up on it.
+    fn timed_out(self) -> Self;
+}
+
+/// Runs `work` after the drawn latency, under the drawn timeout: a held call is either not
+/// processed (and answered with a 503 after the hold) or processed and answered after the hold.
+/// `work` is synchronous, so no lock is held across the waits.
+pub async fn with_held_faults<R: HeldReply>(
+    draw: crate::faults::Draw,
+    work: impl FnOnce() -> R,
+) -> R {
+    use crate::faults::Fault;
+    tokio::time::sleep(draw.latency).await;
+    match draw.fault {
+        Fault::Timeout {
+            hold,
+            processes: false,
+        } => {
+            tokio::time::sleep(hold).await;
+            R::held_unprocessed()
+        }
+        Fault::Timeout {
+            hold,
+            processes: true,
+        } => {
+            let reply = work();
+            tokio::time::sleep(hold).await;
+            reply.timed_out()
+        }
+        Fault::None | Fault::ServerError { .. } | Fault::Throttle => work(),
+    }
+}
