@@ -1,8 +1,50 @@
-//! The single writer (API outline; being built).
+//! The single writer per shard, between the HTTP layer and the pure ledger.
+//!
+//! A shard's writer is a dedicated thread that owns the shard's [`Ledger`] and its store's
+//! writer connection. Requests reach it through a bounded queue; it applies them in batches,
+//! commits each batch in one store transaction (group commit), publishes the changed views,
+//! hands the effects to an [`EffectSink`], and only then answers. Reads come from the published
+//! [`ReadModel`], never from the writer's state.
 //!
 //! ```text
-//! Engine::open(EngineConfig, store, sink) -> (Engine, EngineTask)
-//! Engine::submit(tenant, Input, arrived_at).await -> Result<Submitted, EngineError>
-//! Engine::reads() -> &ReadModel      (sku view, reservation, published after commit)
-//! Engine::shutdown().await           (finishes the batch in flight, then stops)
+//! Engine::open(EngineConfig, store, sink).await -> Result<Engine, EngineError>
+//! engine.submit(tenant, Input, arrived_at).await -> Result<Submitted, EngineError>
+//! engine.reads()      -> &ReadModel   (sku, reservation, skus page; as of the last commit)
+//! engine.stats()      -> EngineStats  (position, queue depth, last commit, state per shard)
+//! engine.shutdown().await             (applies what is queued, snapshots, stops)
+//! verify(store, ledger_config)        (replay from empty == snapshot + tail)
 //! ```
+//!
+//! # Layout
+//!
+//! - [`engine`]: the [`Engine`] handle: open, submit, reads, stats, shutdown; shard routing.
+//! - `writer`: the writer thread's loop: batch, apply, commit, publish, hand off, answer.
+//! - `snapshot`: the snapshot thread (copy on the writer, encode and store elsewhere).
+//! - [`recovery`]: [`recover`] (snapshot + journal tail) and [`verify`] (invariant 4).
+//! - [`reads`]: the published [`ReadModel`].
+//! - [`sink`]: the [`EffectSink`] port for availability changes and incidents.
+//! - [`clock`]: the [`Clock`] port (system and manual).
+//! - [`config`]: [`EngineConfig`] and its limits.
+//! - [`metrics`]: metric names (Prometheus conventions) and their descriptions.
+//!
+//! [`Ledger`]: stockflow_core::ledger::Ledger
+
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod reads;
+pub mod recovery;
+pub mod sink;
+mod snapshot;
+mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::EngineConfig;
+pub use engine::{Engine, EngineStats, ShardState, ShardStats};
+pub use error::EngineError;
+pub use reads::ReadModel;
+pub use recovery::{Recovered, VerifyReport, recover, verify};
+pub use sink::{EffectSink, Effects, NoopSink};
+pub use writer::Submitted;

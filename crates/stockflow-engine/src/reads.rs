@@ -1,0 +1,148 @@
+//! The read model: views the writers publish after each commit, for HTTP handlers to read
+//! without touching a writer's state.
+//!
+//! Per tenant, an ordered map of SKU views (so that listing pages by cursor) and a map of
+//! reservations, each behind its own `RwLock`. A writer takes a write lock once per tenant per
+//! batch to insert what changed; readers hold a read lock only to clone an `Arc`. Nothing here
+//! is ever newer than the journal: a writer publishes only what it has committed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use stockflow_core::envelope::Position;
+use stockflow_core::ids::{ReservationId, Sku, TenantId};
+use stockflow_core::ledger::SkuView;
+use stockflow_core::reservation::Reservation;
+
+/// The most SKU views one [`ReadModel::skus`] call returns.
+pub const SKU_PAGE_MAX: usize = 1000;
+
+#[derive(Default)]
+pub struct ReadModel {
+    tenants: RwLock<HashMap<TenantId, Arc<TenantReads>>>,
+    /// Per shard, the journal position the published views reflect.
+    positions: Vec<AtomicU64>,
+}
+
+#[derive(Default)]
+struct TenantReads {
+    skus: RwLock<BTreeMap<Sku, Arc<SkuView>>>,
+    reservations: RwLock<HashMap<ReservationId, Arc<Reservation>>>,
+}
+
+/// What a writer publishes for one tenant after a commit.
+#[derive(Default)]
+pub(crate) struct TenantUpdate {
+    /// `None`: the SKU no longer has a view.
+    pub skus: Vec<(Sku, Option<SkuView>)>,
+    pub reservations: Vec<Reservation>,
+}
+
+/// Locks are held for map operations only, which cannot leave a map half-changed, so a lock
+/// poisoned by a panicking writer still guards consistent data.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ReadModel {
+    pub(crate) fn new(shards: usize) -> Self {
+        Self {
+            tenants: RwLock::default(),
+            positions: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub fn sku(&self, tenant: &TenantId, sku: &Sku) -> Option<Arc<SkuView>> {
+        let tenant = self.tenant(tenant)?;
+        read(&tenant.skus).get(sku).cloned()
+    }
+
+    pub fn reservation(&self, tenant: &TenantId, id: &ReservationId) -> Option<Arc<Reservation>> {
+        let tenant = self.tenant(tenant)?;
+        read(&tenant.reservations).get(id).cloned()
+    }
+
+    /// Up to `limit` (at most [`SKU_PAGE_MAX`]) SKU views of `tenant` in SKU order, after the
+    /// cursor `after` (the last SKU of the previous page).
+    pub fn skus(&self, tenant: &TenantId, after: Option<&Sku>, limit: usize) -> Vec<Arc<SkuView>> {
+        let Some(tenant) = self.tenant(tenant) else {
+            return Vec::new();
+        };
+        let skus = read(&tenant.skus);
+        let limit = limit.min(SKU_PAGE_MAX);
+        match after {
+            Some(after) => skus
+                .range::<Sku, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .take(limit)
+                .map(|(_, view)| view.clone())
+                .collect(),
+            None => skus.values().take(limit).cloned().collect(),
+        }
+    }
+
+    pub fn sku_count(&self, tenant: &TenantId) -> usize {
+        self.tenant(tenant).map_or(0, |t| read(&t.skus).len())
+    }
+
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut tenants: Vec<TenantId> = read(&self.tenants).keys().cloned().collect();
+        tenants.sort();
+        tenants
+    }
+
+    /// The journal position of `shard` that the published views reflect.
+    pub fn position(&self, shard: usize) -> Position {
+        self.positions
+            .get(shard)
+            .map_or(0, |p| p.load(Ordering::Acquire))
+    }
+
+    fn tenant(&self, tenant: &TenantId) -> Option<Arc<TenantReads>> {
+        read(&self.tenants).get(tenant).cloned()
+    }
+
+    fn tenant_or_insert(&self, tenant: &TenantId) -> Arc<TenantReads> {
+        if let Some(reads) = self.tenant(tenant) {
+            return reads;
+        }
+        write(&self.tenants)
+            .entry(tenant.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Publishes what one batch of `shard` changed, then the position it reflects.
+    pub(crate) fn publish(
+        &self,
+        shard: usize,
+        updates: HashMap<TenantId, TenantUpdate>,
+        position: Position,
+    ) {
+        for (tenant, update) in updates {
+            let reads = self.tenant_or_insert(&tenant);
+            if !update.skus.is_empty() {
+                let mut skus = write(&reads.skus);
+                for (sku, view) in update.skus {
+                    match view {
+                        Some(view) => skus.insert(sku, Arc::new(view)),
+                        None => skus.remove(&sku),
+                    };
+                }
+            }
+            if !update.reservations.is_empty() {
+                let mut reservations = write(&reads.reservations);
+                for reservation in update.reservations {
+                    reservations.insert(reservation.reservation_id.clone(), Arc::new(reservation));
+                }
+            }
+        }
+        if let Some(published) = self.positions.get(shard) {
+            published.store(position, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of stockflow-engine: the writer's contract through test doubles, recovery
+//! and verification on SQLite.
+
+mod recovery;
+mod support;
+mod writer;

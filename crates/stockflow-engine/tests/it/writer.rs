@@ -1,0 +1,606 @@
+//! The writer's contract: durable before answered, published after commit, batched, bounded,
+//! rebuilt after a failed commit, ticking when idle, finishing its work on shutdown.
+
+use crate::support::*;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use stockflow_core::outcome::{EventStatus, Reply};
+use stockflow_core::reservation::ReservationState;
+use stockflow_engine::{
+    Clock, Engine, EngineConfig, EngineError, ManualClock, NoopSink, ShardState,
+};
+use stockflow_store::{AuditQuery, Store};
+
+async fn open(store: &Arc<DoubleStore>, config: EngineConfig) -> Engine {
+    Engine::open(config, store.clone() as Arc<dyn Store>, Arc::new(NoopSink))
+        .await
+        .unwrap()
+}
+
+/// Polls `future` once: whether it has already finished.
+fn is_ready<F: Future + Unpin>(future: &mut F) -> bool {
+    let waker = std::task::Waker::noop();
+    matches!(
+        std::pin::Pin::new(future).poll(&mut Context::from_waker(waker)),
+        Poll::Ready(_)
+    )
+}
+
+#[tokio::test]
+async fn an_applied_event_is_journaled_audited_and_published() {
+    let store = DoubleStore::new();
+    let engine = open(&store, test_config()).await;
+    let submitted = engine
+        .submit(tenant(), received("wms", 1, "A", 5), START)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&submitted), [EventStatus::Applied]);
+    assert_eq!(submitted.position, Some(1));
+    assert_eq!(published(&engine, "A"), Some((5, 5, 0)));
+    let journaled = journal(&*store);
+    assert_eq!(journaled.len(), 1);
+    assert_eq!(
+        (journaled[0].position, journaled[0].recorded_at),
+        (1, START)
+    );
+    let audit = store
+        .query_audit(&AuditQuery::tenant(tenant(), 10))
+        .unwrap();
+    assert!(!audit.is_empty(), "the change has an audit entry");
+    assert_eq!(engine.reads().position(0), 1);
+
+    // A duplicate changes nothing, is not journaled and uses no position.
+    let duplicate = engine
+        .submit(tenant(), received("wms", 1, "A", 5), START)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&duplicate), [EventStatus::Duplicate]);
+    assert_eq!(duplicate.position, None);
+    let next = engine
+        .submit(tenant(), received("wms", 2, "A", 1), START)
+        .await
+        .unwrap();
+    assert_eq!(next.position, Some(2));
+    assert_eq!(journal(&*store).len(), 2);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn recorded_time_never_goes_backwards() {
+    let store = DoubleStore::new();
+    let engine = open(&store, test_config()).await;
+    engine
+        .submit(tenant(), received("wms", 1, "A", 1), START.plus_seconds(10))
+        .await
+        .unwrap();
+    engine
+        .submit(tenant(), received("wms", 2, "A", 1), START)
+        .await
+        .unwrap();
+    let times: Vec<_> = journal(&*store).iter().map(|e| e.recorded_at).collect();
+    assert_eq!(times, [START.plus_seconds(10), START.plus_seconds(10)]);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_answer_and_no_published_change_before_the_commit() {
+    let store = DoubleStore::new();
+    let engine = open(&store, test_config()).await;
+    store.close_gate();
+    let mut pending = Box::pin(engine.submit(tenant(), received("wms", 1, "A", 5), START));
+    assert!(
+        !is_ready(&mut pending),
+        "the request is queued, not answered"
+    );
+    eventually("the writer reaching the commit", || {
+        store.waiting_at_gate() == 1
+    })
+    .await;
+    // The ledger has applied the event; the commit has not happened.
+    assert!(!is_ready(&mut pending), "no answer before the commit");
+    assert_eq!(
+        published(&engine, "A"),
+        None,
+        "nothing published before the commit"
+    );
+    assert_eq!(engine.stats().shards[0].last_position, 0);
+    store.open_gate();
+    let submitted = pending.await.unwrap();
+    assert_eq!(submitted.position, Some(1));
+    assert_eq!(published(&engine, "A"), Some((5, 5, 0)));
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_share_few_commits() {
+    let store = DoubleStore::new();
+    let engine = open(&store, test_config()).await;
+    store.close_gate();
+    let first = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .submit(tenant(), received("wms", 1, "A", 1), START)
+                .await
+        }
+    });
+    eventually("the first batch reaching the commit", || {
+        store.waiting_at_gate() == 1
+    })
+    .await;
+    let requests = 200;
+    let tasks: Vec<_> = (0..requests)
+        .map(|i| {
+            let engine = engine.clone();
+            let source = format!("src-{i}");
+            tokio::spawn(async move {
+                engine
+                    .submit(tenant(), received(&source, 1, "B", 1), START)
+                    .await
+            })
+        })
+        .collect();
+    eventually("every request queued", || {
+        engine.stats().shards[0].queue_depth == requests
+    })
+    .await;
+    store.open_gate();
+    first.await.unwrap().unwrap();
+    for task in tasks {
+        assert_eq!(
+            statuses(&task.await.unwrap().unwrap()),
+            [EventStatus::Applied]
+        );
+    }
+    assert_eq!(
+        store.batch_sizes(),
+        [1, requests],
+        "the queued requests went in one commit"
+    );
+    assert_eq!(published(&engine, "B"), Some((200, 200, 0)));
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn batches_respect_the_request_and_event_limits() {
+    let store = DoubleStore::new();
+    let config = EngineConfig {
+        batch_requests_max: 3,
+        batch_events_max: 1000,
+        ..test_config()
+    };
+    let engine = open(&store, config).await;
+    store.close_gate();
+    let first = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .submit(tenant(), received("wms", 1, "A", 1), START)
+                .await
+        }
+    });
+    eventually("the first batch reaching the commit", || {
+        store.waiting_at_gate() == 1
+    })
+    .await;
+    // Seven one-event requests, then one of 1000 events: batches of 3, 3, 1 (the big one does
+    // not fit beside the seventh), 1.
+    let mut tasks = Vec::new();
+    for i in 0..7 {
+        let handle = engine.clone();
+        let source = format!("src-{i}");
+        tasks.push(tokio::spawn(async move {
+            handle
+                .submit(tenant(), received(&source, 1, "B", 1), START)
+                .await
+        }));
+        eventually("the request queued", || engine_queue(&engine) == i + 1).await;
+    }
+    let big: Vec<_> = (1..=1000)
+        .map(|seq| match received("bulk", seq, "C", 1) {
+            stockflow_core::envelope::Input::Events(mut events) => events.remove(0),
+            _ => unreachable!(),
+        })
+        .collect();
+    tasks.push(tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .submit(
+                    tenant(),
+                    stockflow_core::envelope::Input::Events(big),
+                    START,
+                )
+                .await
+        }
+    }));
+    eventually("every request queued", || engine_queue(&engine) == 8).await;
+    store.open_gate();
+    first.await.unwrap().unwrap();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.batch_sizes(), [1, 3, 3, 1, 1]);
+    engine.shutdown().await.unwrap();
+}
+
+fn engine_queue(engine: &Engine) -> usize {
+    engine.stats().shards[0].queue_depth
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_overloaded_at_once() {
+    let store = DoubleStore::new();
+    let engine = open(
+        &store,
+        EngineConfig {
+            queue_capacity: 2,
+            ..test_config()
+        },
+    )
+    .await;
+    store.close_gate();
+    let mut tasks = vec![tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .submit(tenant(), received("wms", 1, "A", 1), START)
+                .await
+        }
+    })];
+    eventually("the first batch reaching the commit", || {
+        store.waiting_at_gate() == 1
+    })
+    .await;
+    for seq in 2..=3 {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            engine
+                .submit(tenant(), received("wms", seq, "A", 1), START)
+                .await
+        }));
+    }
+    eventually("the queue full", || engine_queue(&engine) == 2).await;
+    let refused = engine
+        .submit(tenant(), received("wms", 4, "A", 1), START)
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::Overloaded)),
+        "{refused:?}"
+    );
+    store.open_gate();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(published(&engine, "A"), Some((3, 3, 0)));
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_its_batch_and_the_state_is_rebuilt() {
+    let store = DoubleStore::new();
+    let engine = open(&store, test_config()).await;
+    engine
+        .submit(tenant(), received("wms", 1, "A", 1), START)
+        .await
+        .unwrap();
+    // The second commit fails; hold the first of its batch at the gate so that three requests
+    // share it.
+    store.fail_append_number(2);
+    store.close_gate();
+    let mut tasks = Vec::new();
+    for seq in 2..=4 {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            engine
+                .submit(tenant(), received("wms", seq, "A", 10), START)
+                .await
+        }));
+        if seq == 2 {
+            eventually("the batch reaching the commit", || {
+                store.waiting_at_gate() == 1
+            })
+            .await;
+        }
+    }
+    eventually("the rest queued", || engine_queue(&engine) == 2).await;
+    store.open_gate();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    // The first batch ({2}) failed; the next ({3, 4}) was applied on the rebuilt state, where
+    // seq 2 never happened: 3 and 4 are held behind the missing 2.
+    assert!(
+        matches!(results[0], Err(EngineError::Storage(_))),
+        "{:?}",
+        results[0]
+    );
+    for result in &results[1..] {
+        assert_eq!(statuses(result.as_ref().unwrap()), [EventStatus::Held]);
+    }
+    assert_eq!(
+        published(&engine, "A"),
+        Some((1, 1, 0)),
+        "the failed change is not visible"
+    );
+    // Retrying seq 2 applies it (it is not a duplicate: the failed batch left no trace), and the
+    // held 3 and 4 follow.
+    let retry = engine
+        .submit(tenant(), received("wms", 2, "A", 10), START)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&retry), [EventStatus::Applied]);
+    assert_eq!(published(&engine, "A"), Some((31, 31, 0)));
+    assert_eq!(engine.stats().shards[0].state, ShardState::Running);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_commit_of_a_lone_request_leaves_no_trace() {
+    let store = DoubleStore::new();
+    let engine = open(&store, test_config()).await;
+    store.fail_append_number(1);
+    let failed = engine
+        .submit(tenant(), received("wms", 1, "A", 5), START)
+        .await;
+    assert!(matches!(failed, Err(EngineError::Storage(_))), "{failed:?}");
+    assert!(journal(&*store).is_empty());
+    let retried = engine
+        .submit(tenant(), received("wms", 1, "A", 5), START)
+        .await
+        .unwrap();
+    assert_eq!(
+        (statuses(&retried), retried.position),
+        (vec![EventStatus::Applied], Some(1))
+    );
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_writer_expires_a_reservation_when_its_ttl_passes() {
+    let store = DoubleStore::new();
+    let clock = Arc::new(ManualClock::new(START));
+    let config = EngineConfig {
+        clock: clock.clone() as Arc<dyn Clock>,
+        ..test_config()
+    };
+    let engine = open(&store, config).await;
+    engine
+        .submit(tenant(), received("wms", 1, "A", 5), START)
+        .await
+        .unwrap();
+    let reserved = engine
+        .submit(tenant(), reserve("order-1", "A", 2, 60), START)
+        .await
+        .unwrap();
+    assert_eq!(
+        reservation_of(&reserved).state,
+        ReservationState::Provisional
+    );
+    assert_eq!(published(&engine, "A"), Some((5, 3, 2)));
+    clock.advance_seconds(59);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(
+        published_state(&engine, "order-1"),
+        Some(ReservationState::Provisional)
+    );
+    clock.advance_seconds(2);
+    eventually("the reservation expiring", || {
+        published_state(&engine, "order-1") == Some(ReservationState::Expired)
+    })
+    .await;
+    assert_eq!(published(&engine, "A"), Some((5, 5, 0)));
+    let journal = journal(&*store);
+    let tick = journal.last().unwrap();
+    assert_eq!(
+        tick.input,
+        stockflow_core::envelope::Input::Tick,
+        "the expiry is journaled as a tick"
+    );
+    assert_eq!(tick.recorded_at, START.plus_seconds(61));
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_batch_in_flight_and_what_is_queued() {
+    let store = DoubleStore::new();
+    let engine = open(&store, test_config()).await;
+    store.close_gate();
+    let mut tasks = Vec::new();
+    for seq in 1..=3 {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            engine
+                .submit(tenant(), received("wms", seq, "A", 1), START)
+                .await
+        }));
+        if seq == 1 {
+            eventually("the batch reaching the commit", || {
+                store.waiting_at_gate() == 1
+            })
+            .await;
+        }
+    }
+    eventually("the rest queued", || engine_queue(&engine) == 2).await;
+    let shutdown = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.shutdown().await }
+    });
+    eventually("shutdown begun", || {
+        engine.stats().shards[0].state == ShardState::Stopping
+    })
+    .await;
+    let refused = engine
+        .submit(tenant(), received("wms", 9, "A", 1), START)
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::ShuttingDown)),
+        "{refused:?}"
+    );
+    store.open_gate();
+    for task in tasks {
+        assert_eq!(
+            statuses(&task.await.unwrap().unwrap()),
+            [EventStatus::Applied]
+        );
+    }
+    shutdown.await.unwrap().unwrap();
+    assert_eq!(engine.stats().shards[0].state, ShardState::Stopped);
+    assert_eq!(journal(&*store).len(), 3);
+    let snapshot = store
+        .latest_snapshot()
+        .unwrap()
+        .expect("a last snapshot at shutdown");
+    assert_eq!(snapshot.position, 3);
+    assert_eq!(engine.stopped().await, None, "stopped without a failure");
+}
+
+#[tokio::test]
+async fn committed_availability_changes_reach_the_sink_with_their_position() {
+    let store = DoubleStore::new();
+    let sink = Arc::new(RecordingSink::default());
+    let engine = Engine::open(test_config(), store.clone() as Arc<dyn Store>, sink.clone())
+        .await
+        .unwrap();
+    engine
+        .submit(tenant(), upsert_channel("web"), START)
+        .await
+        .unwrap();
+    let submitted = engine
+        .submit(tenant(), received("wms", 1, "A", 4), START)
+        .await
+        .unwrap();
+    let changes = sink.changes.lock().unwrap().clone();
+    let last = changes.last().expect("an availability change");
+    assert_eq!(last.0, submitted.position);
+    assert_eq!(
+        (last.1.available_to_sell, Some(last.1.position)),
+        (4, submitted.position)
+    );
+    assert_eq!(last.1.sku, sku("A"));
+    assert!(sink.calls.load(Ordering::SeqCst) >= 1);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tenants_are_routed_to_stable_shards() {
+    let stores: Vec<Arc<dyn Store>> = vec![DoubleStore::new(), DoubleStore::new()];
+    let config = EngineConfig {
+        shards: 2,
+        ..test_config()
+    };
+    let engine = Engine::open_shards(config, stores.clone(), Arc::new(NoopSink))
+        .await
+        .unwrap();
+    let tenants: Vec<_> = ["default", "acme", "globex", "initech"]
+        .iter()
+        .map(|t| stockflow_core::ids::TenantId::parse(*t).unwrap())
+        .collect();
+    for tenant in &tenants {
+        let submitted = engine
+            .submit(tenant.clone(), received("wms", 1, "A", 1), START)
+            .await
+            .unwrap();
+        assert!(submitted.position.is_some());
+    }
+    let shards: Vec<usize> = tenants.iter().map(|t| engine.shard_of(t)).collect();
+    assert_eq!(
+        shards,
+        [
+            stockflow_engine::engine::shard_of(&tenants[0], 2),
+            shards[1],
+            shards[2],
+            shards[3]
+        ]
+    );
+    assert!(
+        shards.contains(&0) && shards.contains(&1),
+        "both shards used: {shards:?}"
+    );
+    for (tenant, shard) in tenants.iter().zip(&shards) {
+        let journal = journal(&*stores[*shard]);
+        assert!(
+            journal.iter().any(|e| &e.tenant == tenant),
+            "{tenant} is journaled in its shard"
+        );
+        assert!(engine.reads().sku(tenant, &sku("A")).is_some());
+    }
+    let total: usize = stores.iter().map(|s| journal(&**s).len()).sum();
+    assert_eq!(total, 4);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_misconfigured_engine_does_not_open() {
+    let store = DoubleStore::new() as Arc<dyn Store>;
+    let error = Engine::open(
+        EngineConfig {
+            queue_capacity: 0,
+            ..test_config()
+        },
+        store.clone(),
+        Arc::new(NoopSink),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(error, EngineError::Config(_)), "{error:?}");
+    let error = Engine::open(
+        EngineConfig {
+            shards: 2,
+            ..test_config()
+        },
+        store,
+        Arc::new(NoopSink),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        error
+            .to_string()
+            .contains("2 shards configured but 1 stores"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_rejection_is_answered_without_journaling() {
+    let store = DoubleStore::new();
+    let engine = open(&store, test_config()).await;
+    engine
+        .submit(tenant(), received("wms", 1, "A", 1), START)
+        .await
+        .unwrap();
+    let refused = engine
+        .submit(tenant(), reserve("order-1", "A", 5, 60), START)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused.reply, Reply::Rejected(r) if r.code() == "insufficient_stock"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.position, None);
+    assert_eq!(journal(&*store).len(), 1);
+    let granted = engine
+        .submit(tenant(), reserve("order-1", "A", 1, 60), START)
+        .await
+        .unwrap();
+    assert_eq!(granted.position, Some(2));
+    let confirmed = engine
+        .submit(tenant(), confirm("order-1"), START)
+        .await
+        .unwrap();
+    assert_eq!(
+        reservation_of(&confirmed).state,
+        ReservationState::Confirmed
+    );
+    assert_eq!(
+        published_state(&engine, "order-1"),
+        Some(ReservationState::Confirmed)
+    );
+    engine.shutdown().await.unwrap();
+}
