@@ -23,6 +23,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `CONTRACT.md` beside this crate's `Cargo.toml` states the wire contract each sandbox keeps,
+//! for the adapters to be written against.
+//!
 //! # Layout
 //!
 //! - [`clock`]: the sandbox clock, real (tokio's) or manual, with RFC 3339 wall times.

@@ -16,6 +16,8 @@ use crate::clock::SimClock;
 
 /// The most points one item's timeline keeps; older points are dropped first.
 pub const TIMELINE_POINTS_MAX: usize = 100_000;
+/// The most items with a timeline; changes to further items are counted as dropped, not kept.
+pub const ITEMS_MAX: usize = 100_000;
 /// The most violations kept in detail; the count goes on beyond it.
 pub const VIOLATIONS_KEPT_MAX: usize = 10_000;
 
@@ -111,6 +113,8 @@ pub struct RecorderSnapshot {
     pub rejections: BTreeMap<String, u64>,
     pub violation_count: u64,
     pub violations: Vec<Violation>,
+    /// Quantity changes not kept because [`ITEMS_MAX`] items already had a timeline.
+    pub dropped_points: u64,
 }
 
 #[derive(Debug)]
@@ -126,6 +130,7 @@ struct RecorderState {
     rejections: HashMap<String, u64>,
     violation_count: u64,
     violations: VecDeque<Violation>,
+    dropped_points: u64,
 }
 
 impl Recorder {
@@ -140,6 +145,10 @@ impl Recorder {
     /// not a change and is not recorded.
     pub fn record_quantity(&self, key: ItemKey, at: Duration, quantity: i64, cause: Cause) {
         let mut state = self.state.lock().unwrap();
+        if state.timelines.len() >= ITEMS_MAX && !state.timelines.contains_key(&key) {
+            state.dropped_points += 1;
+            return;
+        }
         let timeline = state.timelines.entry(key).or_default();
         if timeline
             .back()
@@ -248,6 +257,7 @@ impl Recorder {
                 .collect(),
             violation_count: state.violation_count,
             violations: state.violations.iter().cloned().collect(),
+            dropped_points: state.dropped_points,
         }
     }
 }

@@ -439,7 +439,9 @@ struct CreateFeed {
     feed_type: String,
     marketplace_ids: Vec<String>,
     input_feed_document_id: String,
+    /// Accepted as SP-API defines it; no option changes how a JSON_LISTINGS_FEED is processed.
     #[serde(default)]
+    #[allow(dead_code)]
     feed_options: Option<Map<String, Json>>,
 }
 
@@ -468,7 +470,6 @@ fn new_feed(state: &Shared, request: CreateFeed) -> Reply {
     {
         return Reply::invalid_input("Invalid marketplaceIds.");
     }
-    let _ = request.feed_options;
     let mut inner = state.inner.lock().unwrap();
     let content = match inner.feeds.documents.get(&request.input_feed_document_id) {
         Some(Document {

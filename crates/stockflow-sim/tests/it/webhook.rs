@@ -6,7 +6,7 @@ use std::time::Duration;
 use stockflow_sim::webhook::{self, WebhookConfig, WebhookHandle};
 use stockflow_sim::{FaultConfig, Outcome};
 
-use crate::support::{Json, client, json};
+use crate::support::{client, json};
 
 const SECRET: &str = "whsec_sandbox";
 
@@ -145,5 +145,19 @@ async fn faults_change_at_run_time() {
     let started = std::time::Instant::now();
     assert_eq!(post(&handle, signed(&body), &body).await, 200);
     assert!(started.elapsed() >= Duration::from_millis(150));
-    let _: Json = json!(null);
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_server() {
+    let handle = webhook::start(WebhookConfig::new(SECRET)).await.unwrap();
+    let url = handle.url();
+    let body = json!({"sku": "SKU-1", "quantity": 1}).to_string();
+    assert_eq!(post(&handle, signed(&body), &body).await, 200);
+    let started = std::time::Instant::now();
+    handle.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no call was in flight"
+    );
+    assert!(client().post(url).body(body).send().await.is_err());
 }
