@@ -113,22 +113,7 @@ impl<'e, 'a> Exec<'e, 'a> {
     ) -> Result<Json, GqlError> {
         self.cost += 2;
         let first = page_size(field, self.variables)? as usize;
-        let start = match self.argument(field, "after") {
-            Json::Null => 0,
-            Json::String(cursor) => {
-                let id = decode_cursor(&cursor)?;
-                let position = all.iter().position(|&node| id_of(self.store, node) == id);
-                position.ok_or_else(|| {
-                    GqlError::new("BAD_REQUEST", "Invalid cursor for current pagination sort.")
-                })? + 1
-            }
-            _ => {
-                return Err(GqlError::new(
-                    "BAD_REQUEST",
-                    "after must be a cursor string",
-                ));
-            }
-        };
+        let start = self.page_start(field, all, &id_of)?;
         let page = &all[start.min(all.len())..(start + first).min(all.len())];
         let store = self.store;
         let cursor = |node: &T| Json::String(BASE64.encode(id_of(store, *node)));
@@ -139,7 +124,6 @@ impl<'e, 'a> Exec<'e, 'a> {
             "startCursor": page.first().map(cursor),
             "endCursor": page.last().map(cursor),
         });
-        let edge_type = type_name.replace("Connection", "Edge");
         let mut out = Map::new();
         for part in self.fields(&field.selection_set, type_name)? {
             let value = match part.name.as_str() {
@@ -153,27 +137,59 @@ impl<'e, 'a> Exec<'e, 'a> {
                     Json::Array(nodes?)
                 }
                 "edges" => {
-                    let mut edges = Vec::with_capacity(page.len());
-                    for node in page {
-                        let mut edge = Map::new();
-                        for edge_field in self.fields(&part.selection_set, &edge_type)? {
-                            let value = match edge_field.name.as_str() {
-                                "__typename" => json!(edge_type),
-                                "cursor" => cursor(node),
-                                "node" => resolve(self, *node, &edge_field.selection_set)?,
-                                other => return Err(unexpected(other, &edge_type)),
-                            };
-                            edge.insert(response_key(edge_field).to_owned(), value);
-                        }
-                        edges.push(Json::Object(edge));
-                    }
-                    Json::Array(edges)
+                    let edge_type = type_name.replace("Connection", "Edge");
+                    self.edges(page, &part.selection_set, &edge_type, &cursor, &resolve)?
                 }
                 other => return Err(unexpected(other, type_name)),
             };
             out.insert(response_key(part).to_owned(), value);
         }
         Ok(Json::Object(out))
+    }
+
+    /// Where a page starts: after the node the `after` cursor names, or at the beginning.
+    fn page_start<T: Copy>(
+        &self,
+        field: &GField,
+        all: &[T],
+        id_of: &impl Fn(&Store, T) -> String,
+    ) -> Result<usize, GqlError> {
+        let invalid =
+            || GqlError::new("BAD_REQUEST", "Invalid cursor for current pagination sort.");
+        match self.argument(field, "after") {
+            Json::Null => Ok(0),
+            Json::String(cursor) => {
+                let id = decode_cursor(&cursor)?;
+                let position = all.iter().position(|&node| id_of(self.store, node) == id);
+                Ok(position.ok_or_else(invalid)? + 1)
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    fn edges<T: Copy>(
+        &mut self,
+        page: &[T],
+        selection: &'a Sel,
+        edge_type: &str,
+        cursor: &impl Fn(&T) -> Json,
+        resolve: &impl Fn(&mut Self, T, &'a Sel) -> Result<Json, GqlError>,
+    ) -> Result<Json, GqlError> {
+        let mut edges = Vec::with_capacity(page.len());
+        for node in page {
+            let mut edge = Map::new();
+            for edge_field in self.fields(selection, edge_type)? {
+                let value = match edge_field.name.as_str() {
+                    "__typename" => json!(edge_type),
+                    "cursor" => cursor(node),
+                    "node" => resolve(self, *node, &edge_field.selection_set)?,
+                    other => return Err(unexpected(other, edge_type)),
+                };
+                edge.insert(response_key(edge_field).to_owned(), value);
+            }
+            edges.push(Json::Object(edge));
+        }
+        Ok(Json::Array(edges))
     }
 
     fn item(&mut self, index: usize, selection: &'a Sel) -> Result<Json, GqlError> {
