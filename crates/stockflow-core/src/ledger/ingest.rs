@@ -6,12 +6,12 @@
 //! buffer. When the buffer overflows or its earliest event waits past its time limit, the first
 //! gap is given up on (a `SequenceGap` incident) and the source continues after it.
 
-use super::fingerprint::{event_fingerprint, event_id_key};
+use super::fingerprint::{Fingerprint, event_fingerprint, event_id_key};
 use super::transaction::{Origin, Transaction};
 use super::{HeldEvent, validate};
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use crate::ids::SourceId;
-use crate::outcome::{Cause, EventResult, EventStatus, Incident, IncidentKind, Rejection};
+use crate::outcome::{EventResult, EventStatus, Incident, IncidentKind, Rejection};
 use std::collections::BTreeMap;
 
 /// The answers of one request, and which of its events are still held (so that an event held and
@@ -38,24 +38,11 @@ impl RequestEvents {
     }
 }
 
-impl Origin {
-    pub fn of_event(event: &Event) -> Origin {
-        let reason = match (&event.reason, &event.reference) {
-            (Some(reason), Some(reference)) => Some(format!("{reason} (reference {reference})")),
-            (Some(text), None) | (None, Some(text)) => Some(text.clone()),
-            (None, None) => None,
-        };
-        Origin {
-            cause: Cause::Event {
-                event_id: event.event_id.clone(),
-                source: event.source.clone(),
-                event_type: event.kind.type_name().to_owned(),
-            },
-            actor: event.source.to_string(),
-            reason,
-            channel: None,
-        }
-    }
+/// An event's id key and body fingerprint, and whether its id is already known.
+struct Fingerprints {
+    key: Fingerprint,
+    body: Fingerprint,
+    known: bool,
 }
 
 impl Transaction<'_> {
@@ -63,30 +50,75 @@ impl Transaction<'_> {
     /// whole request; a conflict found on the way is refused by the caller's rollback.
     pub(super) fn ingest(&mut self, events: &[Event]) -> Result<Vec<EventResult>, Rejection> {
         validate::events(events)?;
+        let fingerprints = self.check_idempotency(events)?;
+        // Past the checks above, only a failed `expected_version` can refuse the request once it
+        // has changed something; without one, no undo log is needed.
+        self.undo_enabled = events.iter().any(has_expected_version);
         let mut request = RequestEvents {
             results: Vec::with_capacity(events.len()),
             pending: BTreeMap::new(),
         };
-        for event in events {
-            self.ingest_one(event, &mut request)?;
+        self.out.audit.reserve(events.len());
+        for (event, fingerprints) in events.iter().zip(fingerprints) {
+            self.ingest_one(event, fingerprints, &mut request)?;
         }
         Ok(request.results)
     }
 
-    fn ingest_one(&mut self, event: &Event, request: &mut RequestEvents) -> Result<(), Rejection> {
+    /// Refuses the request when an event id was seen before, or earlier in the request, with
+    /// another body. Returns every event's fingerprints and whether its id is already known
+    /// (remembered, or earlier in this request): known ids are answered without a change.
+    fn check_idempotency(&self, events: &[Event]) -> Result<Vec<Fingerprints>, Rejection> {
+        let conflict = |event: &Event| Rejection::IdempotencyConflict {
+            id: event.event_id.to_string(),
+        };
+        let mut fingerprints = Vec::with_capacity(events.len());
+        for event in events {
+            let key = event_id_key(&event.event_id);
+            let body = event_fingerprint(event);
+            let stored = self.tenant.events_seen.get(&key);
+            if stored.is_some_and(|stored| *stored != body) {
+                return Err(conflict(event));
+            }
+            fingerprints.push(Fingerprints {
+                key,
+                body,
+                known: stored.is_some(),
+            });
+        }
+        if events.len() > 1 {
+            let mut sorted: Vec<(Fingerprint, usize)> = fingerprints
+                .iter()
+                .enumerate()
+                .map(|(index, f)| (f.key, index))
+                .collect();
+            sorted.sort_unstable();
+            for pair in sorted.windows(2) {
+                let ((key, first), (other, later)) = (pair[0], pair[1]);
+                if key != other {
+                    continue;
+                }
+                if fingerprints[first].body != fingerprints[later].body {
+                    return Err(conflict(&events[later]));
+                }
+                fingerprints[later].known = true;
+            }
+        }
+        Ok(fingerprints)
+    }
+
+    fn ingest_one(
+        &mut self,
+        event: &Event,
+        fingerprints: Fingerprints,
+        request: &mut RequestEvents,
+    ) -> Result<(), Rejection> {
         let index = request.results.len();
         request.results.push(EventResult {
             event_id: event.event_id.clone(),
             status: EventStatus::Duplicate,
         });
-        let key = event_id_key(&event.event_id);
-        let body = event_fingerprint(event);
-        if let Some(stored) = self.tenant.events_seen.get(&key) {
-            if *stored != body {
-                return Err(Rejection::IdempotencyConflict {
-                    id: event.event_id.to_string(),
-                });
-            }
+        if fingerprints.known {
             if self.is_held(event) {
                 request.results[index].status = EventStatus::Held;
             }
@@ -98,7 +130,7 @@ impl Transaction<'_> {
         if event.seq <= last_seq || state.held.contains_key(&event.seq) {
             return Ok(());
         }
-        self.remember_event(key, body);
+        self.remember_event(fingerprints.key, fingerprints.body);
         let origin = Origin::of_event(event);
         if event.seq == last_seq + 1 {
             self.apply_in_order(event, &origin, true)?;
@@ -219,7 +251,7 @@ impl Transaction<'_> {
                  continuing at seq {first_held}",
                 first_held - 1
             ),
-            cause: origin.cause.clone(),
+            cause: origin.cause(),
         });
         self.set_last_seq(source, first_held - 1);
         self.drain(source, request)
@@ -239,8 +271,20 @@ impl Transaction<'_> {
     }
 }
 
+fn has_expected_version(event: &Event) -> bool {
+    matches!(
+        event.kind,
+        EventKind::Adjusted {
+            expected_version: Some(_),
+            ..
+        } | EventKind::Counted {
+            expected_version: Some(_),
+            ..
+        }
+    )
+}
+
 fn event_location(event: &Event) -> Option<&crate::ids::LocationId> {
-    use crate::event::EventKind;
     match &event.kind {
         EventKind::Received { location, .. }
         | EventKind::Picked { location, .. }

@@ -13,8 +13,10 @@
 //! - `reservations.rs`: reserve, confirm, release, expire.
 //! - `validate.rs`: the checks that need no state, done for a whole request before any change.
 //! - `fingerprint.rs`: canonical fingerprints of event ids, event bodies and reserve requests.
+//! - `event_index.rs`: the forever-growing set of event ids seen, fast at any size.
 
 mod effects;
+pub mod event_index;
 pub mod fingerprint;
 mod ingest;
 mod reservations;
@@ -29,7 +31,7 @@ use crate::ids::{ActorId, LocationId, ReservationId, Sku, SourceId, TenantId};
 use crate::outcome::{Outcome, Rejection, Reply};
 use crate::reservation::Reservation;
 use crate::time::Timestamp;
-use fingerprint::Fingerprint;
+use event_index::EventIndex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use transaction::Transaction;
@@ -82,7 +84,7 @@ pub struct TenantLedger {
     /// Per producer: the last `seq` applied and the events held until their gap fills.
     pub sources: BTreeMap<SourceId, SourceState>,
     /// Every event applied or held, forever: the fingerprint of its id -> of its body.
-    pub events_seen: BTreeMap<Fingerprint, Fingerprint>,
+    pub events_seen: EventIndex,
     /// Provisional reservations by expiry time: the only ones time can change.
     pub expiries: BTreeSet<(Timestamp, ReservationId)>,
     /// Sources with held events, by the release time of their earliest-released held event.

@@ -7,28 +7,10 @@ use super::transaction::{Origin, StateDeltas, Transaction};
 use super::validate;
 use crate::command::{ReservationLineRequest, Reserve};
 use crate::ids::{ActorId, ChannelId, LocationId, ReservationId, Sku};
-use crate::outcome::{Cause, IncidentKind, Rejection, Reply, Shortfall};
+use crate::outcome::{IncidentKind, Rejection, Reply, Shortfall};
 use crate::quantity::QuantityState;
 use crate::reservation::{Reservation, ReservationLine, ReservationState};
 use std::collections::{BTreeMap, BTreeSet};
-
-fn command_origin(
-    name: &str,
-    id: &ReservationId,
-    actor: &ActorId,
-    reason: Option<String>,
-    channel: Option<ChannelId>,
-) -> Origin {
-    Origin {
-        cause: Cause::Command {
-            name: name.to_owned(),
-            id: id.to_string(),
-        },
-        actor: actor.to_string(),
-        reason,
-        channel,
-    }
-}
 
 fn answer(reservation: &Reservation, created: bool) -> Reply {
     Reply::Reservation {
@@ -53,7 +35,13 @@ impl Transaction<'_> {
             return Err(Rejection::IdempotencyConflict { id: id.to_string() });
         }
         let lines = plan(self.tenant, request)?;
-        let origin = command_origin("reserve", id, actor, None, request.channel.clone());
+        let origin = Origin::command(
+            "reserve",
+            id.as_str(),
+            actor.as_str(),
+            None,
+            request.channel.clone(),
+        );
         let mut deltas: BTreeMap<(Sku, LocationId), StateDeltas> = BTreeMap::new();
         for line in &lines {
             let key = (line.sku.clone(), line.location.clone());
@@ -110,7 +98,13 @@ impl Transaction<'_> {
                     .to_owned(),
             });
         }
-        let origin = command_origin("confirm", id, actor, None, reservation.channel.clone());
+        let origin = Origin::command(
+            "confirm",
+            id.as_str(),
+            actor.as_str(),
+            None,
+            reservation.channel.clone(),
+        );
         let reservation = self.reservation_mut(id).expect("known above");
         let mut deltas: BTreeMap<(Sku, LocationId), StateDeltas> = BTreeMap::new();
         for (line, &confirm) in reservation.lines.iter_mut().zip(&confirmed) {
@@ -148,12 +142,12 @@ impl Transaction<'_> {
             }
             state => return Err(invalid_state(id, state, "release")),
         }
-        let reason = reason.unwrap_or("released").to_owned();
-        let origin = command_origin(
+        let reason = reason.unwrap_or("released");
+        let origin = Origin::command(
             "release",
-            id,
-            actor,
-            Some(reason.clone()),
+            id.as_str(),
+            actor.as_str(),
+            Some(reason),
             reservation.channel.clone(),
         );
         self.release_all(&origin, id, ReservationState::Released, reason);
@@ -170,7 +164,7 @@ impl Transaction<'_> {
         );
         let mut origin = Origin::time("reservation_ttl", "expired");
         origin.channel = reservation.channel.clone();
-        self.release_all(&origin, id, ReservationState::Expired, "expired".to_owned());
+        self.release_all(&origin, id, ReservationState::Expired, "expired");
     }
 
     /// A `cancelled` event: the whole reservation (no SKU) or some units of one SKU's lines
@@ -220,11 +214,8 @@ impl Transaction<'_> {
             } else {
                 ReservationState::Released
             };
-            let reason = origin
-                .reason
-                .clone()
-                .unwrap_or_else(|| "cancelled".to_owned());
-            self.resolve(id, state, reason);
+            let reason = origin.reason().unwrap_or_else(|| "cancelled".to_owned());
+            self.resolve(id, state, &reason);
         }
     }
 
@@ -247,8 +238,7 @@ impl Transaction<'_> {
             return;
         }
         let reason = origin
-            .reason
-            .clone()
+            .reason()
             .unwrap_or_else(|| "cancelled before it was reserved".to_owned());
         self.insert_reservation(Reservation {
             reservation_id: id.clone(),
@@ -310,7 +300,7 @@ impl Transaction<'_> {
         origin: &Origin,
         id: &ReservationId,
         state: ReservationState,
-        reason: String,
+        reason: &str,
     ) {
         let returned: Vec<i64> = self.tenant.reservations[id]
             .lines
@@ -347,14 +337,14 @@ impl Transaction<'_> {
         }
     }
 
-    fn resolve(&mut self, id: &ReservationId, state: ReservationState, reason: String) {
+    fn resolve(&mut self, id: &ReservationId, state: ReservationState, reason: &str) {
         let now = self.now;
         let reservation = self.reservation_mut(id).expect("a known reservation");
         let expires_at = reservation.expires_at;
         let was_provisional = reservation.state == ReservationState::Provisional;
         reservation.state = state;
         reservation.resolved_at = Some(now);
-        reservation.resolution_reason = Some(reason);
+        reservation.resolution_reason = Some(reason.to_owned());
         if was_provisional {
             self.expiry_remove(expires_at, id);
         }

@@ -8,6 +8,7 @@
 use super::fingerprint::Fingerprint;
 use super::{HeldEvent, LedgerConfig, SourceState, TIME_ACTOR, TenantLedger};
 use crate::envelope::Position;
+use crate::event::Event;
 use crate::ids::{ChannelId, LocationId, ReservationId, Sku, SourceId, TenantId};
 use crate::outcome::{AuditChange, AuditEntry, Cause, Incident, IncidentKind, Outcome};
 use crate::quantity::{Quantities, QuantityState};
@@ -50,24 +51,107 @@ pub(super) enum Undo {
     LocationPriority(Vec<LocationId>),
 }
 
-/// Who and what caused the changes being made, for audit entries and incidents.
+/// Who and what caused the changes being made, for audit entries and incidents. Borrowed: the
+/// owned [`Cause`], actor and reason are built only for the entries that need them.
 #[derive(Debug, Clone)]
-pub(super) struct Origin {
-    pub cause: Cause,
-    pub actor: String,
-    pub reason: Option<String>,
+pub(super) struct Origin<'a> {
+    pub why: Why<'a>,
     pub channel: Option<ChannelId>,
 }
 
-impl Origin {
-    pub fn time(what: &str, reason: &str) -> Origin {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Why<'a> {
+    Event(&'a Event),
+    Command {
+        name: &'static str,
+        id: &'a str,
+        actor: &'a str,
+        reason: Option<&'a str>,
+    },
+    Time {
+        what: &'static str,
+        reason: &'static str,
+    },
+}
+
+impl<'a> Origin<'a> {
+    pub fn of_event(event: &'a Event) -> Origin<'a> {
         Origin {
-            cause: Cause::Time {
+            why: Why::Event(event),
+            channel: None,
+        }
+    }
+
+    pub fn time(what: &'static str, reason: &'static str) -> Origin<'a> {
+        Origin {
+            why: Why::Time { what, reason },
+            channel: None,
+        }
+    }
+
+    pub fn command(
+        name: &'static str,
+        id: &'a str,
+        actor: &'a str,
+        reason: Option<&'a str>,
+        channel: Option<ChannelId>,
+    ) -> Origin<'a> {
+        Origin {
+            why: Why::Command {
+                name,
+                id,
+                actor,
+                reason,
+            },
+            channel,
+        }
+    }
+
+    pub fn cause(&self) -> Cause {
+        match self.why {
+            Why::Event(event) => Cause::Event {
+                event_id: event.event_id.clone(),
+                source: event.source.clone(),
+                event_type: event.kind.type_name().to_owned(),
+            },
+            Why::Command { name, id, .. } => Cause::Command {
+                name: name.to_owned(),
+                id: id.to_owned(),
+            },
+            Why::Time { what, .. } => Cause::Time {
                 what: what.to_owned(),
             },
-            actor: TIME_ACTOR.to_owned(),
-            reason: Some(reason.to_owned()),
-            channel: None,
+        }
+    }
+
+    /// The producer of an event, the actor of a command, `stockflow` for time.
+    pub fn actor(&self) -> String {
+        match self.why {
+            Why::Event(event) => event.source.to_string(),
+            Why::Command { actor, .. } => actor.to_owned(),
+            Why::Time { .. } => TIME_ACTOR.to_owned(),
+        }
+    }
+
+    /// An event's reason and reference, a command's reason, what time did.
+    pub fn reason(&self) -> Option<String> {
+        match self.why {
+            Why::Event(event) => match (&event.reason, &event.reference) {
+                (Some(reason), Some(reference)) => {
+                    Some(format!("{reason} (reference {reference})"))
+                }
+                (Some(text), None) | (None, Some(text)) => Some(text.clone()),
+                (None, None) => None,
+            },
+            Why::Command { reason, .. } => reason.map(str::to_owned),
+            Why::Time { reason, .. } => Some(reason.to_owned()),
+        }
+    }
+
+    pub fn source(&self) -> Option<&'a SourceId> {
+        match self.why {
+            Why::Event(event) => Some(&event.source),
+            _ => None,
         }
     }
 }
@@ -122,6 +206,12 @@ pub(super) struct Transaction<'a> {
     pub demand: Vec<Demand>,
     /// State changed in a way the undo log does not see (the availability module's own state).
     pub changed_elsewhere: bool,
+    /// Some mutation happened since the mark.
+    changed: bool,
+    /// Whether mutations are logged. Off for deadline work (never undone) and for requests that
+    /// cannot be refused once they have started changing things: logging costs allocations on
+    /// the hottest path.
+    pub undo_enabled: bool,
 }
 
 impl<'a> Transaction<'a> {
@@ -144,11 +234,21 @@ impl<'a> Transaction<'a> {
             touched_reservations: BTreeSet::new(),
             demand: Vec::new(),
             changed_elsewhere: false,
+            changed: false,
+            undo_enabled: false,
         }
     }
 
     pub fn changed(&self) -> bool {
-        !self.undo.is_empty() || self.changed_elsewhere
+        self.changed || self.changed_elsewhere
+    }
+
+    /// Notes a mutation, and its undo record when the request may still be refused.
+    fn record(&mut self, undo: impl FnOnce() -> Undo) {
+        self.changed = true;
+        if self.undo_enabled {
+            self.undo.push(undo());
+        }
     }
 
     /// Starts the request proper: what happened so far (deadline work) is kept even if the
@@ -163,12 +263,19 @@ impl<'a> Transaction<'a> {
             changed: self.changed(),
         };
         self.undo.clear();
+        self.changed = false;
         self.changed_elsewhere = false;
+        self.undo_enabled = true;
         mark
     }
 
     /// Undoes everything since `mark`, leaving the tenant as it was then, byte for byte.
     pub fn rollback(&mut self, mark: Mark) {
+        assert!(
+            self.undo_enabled || !self.changed,
+            "a request was refused after changes made without an undo log"
+        );
+        self.changed = false;
         while let Some(undo) = self.undo.pop() {
             self.undo_one(undo);
         }
@@ -280,33 +387,44 @@ impl<'a> Transaction<'a> {
         location: &LocationId,
         change: impl FnOnce(&mut Quantities),
     ) {
-        let stored = self
+        let existing = self
             .tenant
             .stock
-            .get(sku)
-            .and_then(|stock| stock.get(location))
-            .copied();
-        let before = stored.unwrap_or_default();
-        let mut after = before;
-        change(&mut after);
-        if after == before {
-            return;
-        }
-        after.version = before.version + 1;
-        if stored.is_none() {
-            self.note_location(location);
-        }
-        match self.tenant.stock.get_mut(sku) {
-            Some(stock) => {
-                stock.insert(location.clone(), after);
+            .get_mut(sku)
+            .and_then(|stock| stock.get_mut(location));
+        let (stored, after) = match existing {
+            Some(quantities) => {
+                let before = *quantities;
+                change(quantities);
+                if *quantities == before {
+                    return;
+                }
+                quantities.version = before.version + 1;
+                (Some(before), *quantities)
             }
             None => {
-                self.tenant
-                    .stock
-                    .insert(sku.clone(), [(location.clone(), after)].into());
+                let mut after = Quantities::default();
+                change(&mut after);
+                if after == Quantities::default() {
+                    return;
+                }
+                after.version = 1;
+                self.note_location(location);
+                match self.tenant.stock.get_mut(sku) {
+                    Some(stock) => {
+                        stock.insert(location.clone(), after);
+                    }
+                    None => {
+                        self.tenant
+                            .stock
+                            .insert(sku.clone(), [(location.clone(), after)].into());
+                    }
+                }
+                (None, after)
             }
-        }
-        self.undo.push(Undo::Stock {
+        };
+        let before = stored.unwrap_or_default();
+        self.record(|| Undo::Stock {
             sku: sku.clone(),
             location: location.clone(),
             before: stored,
@@ -319,9 +437,9 @@ impl<'a> Transaction<'a> {
             sku: sku.clone(),
             location: Some(location.clone()),
             channel: origin.channel.clone(),
-            cause: origin.cause.clone(),
-            actor: origin.actor.clone(),
-            reason: origin.reason.clone(),
+            cause: origin.cause(),
+            actor: origin.actor(),
+            reason: origin.reason(),
             change: AuditChange::Quantities { before, after },
         });
     }
@@ -364,7 +482,7 @@ impl<'a> Transaction<'a> {
     fn note_location(&mut self, location: &LocationId) {
         if !self.tenant.locations.contains(location) {
             self.tenant.locations.insert(location.clone());
-            self.undo.push(Undo::LocationSeen(location.clone()));
+            self.record(|| Undo::LocationSeen(location.clone()));
         }
     }
 
@@ -373,7 +491,7 @@ impl<'a> Transaction<'a> {
             return;
         }
         let before = std::mem::replace(&mut self.tenant.location_priority, locations);
-        self.undo.push(Undo::LocationPriority(before));
+        self.record(|| Undo::LocationPriority(before));
     }
 
     // ---------------------------------------------------------------------------------------
@@ -381,10 +499,11 @@ impl<'a> Transaction<'a> {
 
     /// The reservation, to be changed: its prior value goes to the undo log.
     pub fn reservation_mut(&mut self, id: &ReservationId) -> Option<&mut Reservation> {
-        let before = self.tenant.reservations.get(id)?.clone();
-        self.undo.push(Undo::Reservation {
+        let before = self.tenant.reservations.get(id)?;
+        let before = self.undo_enabled.then(|| Box::new(before.clone()));
+        self.record(|| Undo::Reservation {
             id: id.clone(),
-            before: Some(Box::new(before)),
+            before,
         });
         self.touch_reservation(id);
         self.tenant.reservations.get_mut(id)
@@ -398,19 +517,19 @@ impl<'a> Transaction<'a> {
         }
         self.tenant.reservations.insert(id.clone(), reservation);
         self.touch_reservation(&id);
-        self.undo.push(Undo::Reservation { id, before: None });
+        self.record(|| Undo::Reservation { id, before: None });
     }
 
     pub fn expiry_insert(&mut self, at: Timestamp, id: &ReservationId) {
         if self.tenant.expiries.insert((at, id.clone())) {
-            self.undo.push(Undo::ExpiryInserted(at, id.clone()));
+            self.record(|| Undo::ExpiryInserted(at, id.clone()));
         }
     }
 
     pub fn expiry_remove(&mut self, at: Timestamp, id: &ReservationId) {
         let key = (at, id.clone());
         if self.tenant.expiries.remove(&key) {
-            self.undo.push(Undo::ExpiryRemoved(key.0, key.1));
+            self.record(|| Undo::ExpiryRemoved(key.0, key.1));
         }
     }
 
@@ -420,7 +539,7 @@ impl<'a> Transaction<'a> {
     pub fn remember_event(&mut self, key: Fingerprint, body: Fingerprint) {
         let previous = self.tenant.events_seen.insert(key, body);
         debug_assert!(previous.is_none());
-        self.undo.push(Undo::EventSeen(key));
+        self.record(|| Undo::EventSeen(key));
     }
 
     /// The state of `source`, created (at seq 0) on first sight.
@@ -429,23 +548,23 @@ impl<'a> Transaction<'a> {
             self.tenant
                 .sources
                 .insert(source.clone(), SourceState::default());
-            self.undo.push(Undo::SourceCreated(source.clone()));
+            self.record(|| Undo::SourceCreated(source.clone()));
         }
         &self.tenant.sources[source]
     }
 
     fn source_mut(&mut self, source: &SourceId) -> &mut SourceState {
-        let state = self
-            .tenant
+        let state = &self.tenant.sources[source];
+        let (last_seq, release_at) = (state.last_seq, state.release_at);
+        self.record(|| Undo::Source {
+            source: source.clone(),
+            last_seq,
+            release_at,
+        });
+        self.tenant
             .sources
             .get_mut(source)
-            .expect("the source was created before it was changed");
-        self.undo.push(Undo::Source {
-            source: source.clone(),
-            last_seq: state.last_seq,
-            release_at: state.release_at,
-        });
-        state
+            .expect("the source was created before it was changed")
     }
 
     pub fn set_last_seq(&mut self, source: &SourceId, seq: u64) {
@@ -458,7 +577,7 @@ impl<'a> Transaction<'a> {
         let state = self.tenant.sources.get_mut(source).expect("a known source");
         let previous = state.held.insert(seq, held);
         debug_assert!(previous.is_none());
-        self.undo.push(Undo::HeldInserted {
+        self.record(|| Undo::HeldInserted {
             source: source.clone(),
             seq,
         });
@@ -475,7 +594,7 @@ impl<'a> Transaction<'a> {
     }
 
     pub fn held_taken(&mut self, source: &SourceId, held: HeldEvent) {
-        self.undo.push(Undo::HeldRemoved {
+        self.record(|| Undo::HeldRemoved {
             source: source.clone(),
             seq: held.event.seq,
             held: Box::new(held),
@@ -498,15 +617,13 @@ impl<'a> Transaction<'a> {
             self.tenant
                 .held_deadlines
                 .remove(&(previous, source.clone()));
-            self.undo
-                .push(Undo::HeldIndexRemoved(previous, source.clone()));
+            self.record(|| Undo::HeldIndexRemoved(previous, source.clone()));
         }
         if let Some(release_at) = release_at {
             self.tenant
                 .held_deadlines
                 .insert((release_at, source.clone()));
-            self.undo
-                .push(Undo::HeldIndexInserted(release_at, source.clone()));
+            self.record(|| Undo::HeldIndexInserted(release_at, source.clone()));
         }
     }
 
@@ -534,10 +651,6 @@ impl<'a> Transaction<'a> {
         shortfall: i64,
         detail: String,
     ) {
-        let source = match &origin.cause {
-            Cause::Event { source, .. } => Some(source.clone()),
-            _ => None,
-        };
         self.out.incidents.push(Incident {
             kind,
             at: self.now,
@@ -545,10 +658,10 @@ impl<'a> Transaction<'a> {
             sku: sku.cloned(),
             location: location.cloned(),
             channel: origin.channel.clone(),
-            source,
+            source: origin.source().cloned(),
             shortfall,
             detail,
-            cause: origin.cause.clone(),
+            cause: origin.cause(),
         });
     }
 
