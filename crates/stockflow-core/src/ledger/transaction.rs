@@ -1,9 +1,11 @@
 //! One application of an envelope to one tenant: the mutation helpers, the undo log that makes a
 //! request atomic, and the effects collected on the way (audit, incidents, touched keys, demand).
 //!
-//! Every mutation of tenant state goes through a helper here that first records the prior value
-//! in the undo log. A refused request replays the log backwards, which restores the state exactly
-//! (the maps and the indexes alike) without cloning the tenant.
+//! Every mutation of tenant state goes through a helper here that records the prior value in the
+//! undo log. A refused request replays the log backwards, which restores the state exactly (the
+//! maps and the indexes alike) without cloning the tenant. The log is kept only while the
+//! request can still be refused after a change (`undo_enabled`): deadline work is never undone,
+//! and most event requests are checked whole before their first change.
 
 use super::fingerprint::Fingerprint;
 use super::{HeldEvent, LedgerConfig, SourceState, TIME_ACTOR, TenantLedger};

@@ -415,3 +415,40 @@ fn a_cancellation_before_its_reservation_is_not_lost() {
     assert_eq!(harness.snapshot(), before);
     assert_eq!(harness.render_stock(), "A@east on_hand=5 available=5 v1\n");
 }
+
+#[test]
+fn tenants_are_independent() {
+    let mut harness = Harness::default();
+    harness.events(vec![wms(1, 5)]);
+    harness.reserve("r1", &[("A", None, 2)], 60);
+    let default_tenant = harness.tenant.clone();
+    harness.tenant = stockflow_core::ids::TenantId::parse("merchant-2").unwrap();
+    // The same event id and seq mean nothing to another tenant.
+    check(
+        &mut harness,
+        vec![wms(1, 7)],
+        "applied\nA@east on_hand=7 available=7 v1",
+    );
+    harness.reserve("r1", &[("A", None, 1)], 120);
+    harness.advance_seconds(60);
+    assert_eq!(
+        harness.ledger.tenants_due(harness.now),
+        vec![default_tenant.clone()]
+    );
+    // A tick for one tenant does not expire another tenant's reservations.
+    assert!(!harness.tick().persist);
+    assert_eq!(
+        render_reservation(harness.reservation("r1").unwrap()),
+        "r1 provisional [A@east 1/c0/p0/h1]"
+    );
+    harness.tenant = default_tenant;
+    assert!(harness.tick().persist);
+    assert_eq!(
+        render_reservation(harness.reservation("r1").unwrap()),
+        "r1 expired [A@east 2/c0/p0/h0]"
+    );
+    assert_eq!(
+        harness.ledger.next_deadline(),
+        Some(START.plus_seconds(120))
+    );
+}
