@@ -1,10 +1,11 @@
 //! The single writer per shard, between the HTTP layer and the pure ledger.
 //!
-//! A shard's writer is a dedicated thread that owns the shard's [`Ledger`] and its store's
-//! writer connection. Requests reach it through a bounded queue; it applies them in batches,
-//! commits each batch in one store transaction (group commit), publishes the changed views,
-//! hands the effects to an [`EffectSink`], and only then answers. Reads come from the published
-//! [`ReadModel`], never from the writer's state.
+//! A shard's writer is a dedicated thread that owns the shard's [`Ledger`]. Requests reach it
+//! through a bounded queue; it applies them in batches and hands each batch to the shard's
+//! committer thread, which commits it in one store transaction (group commit), publishes the
+//! changed views, hands the effects to an [`EffectSink`], and only then answers. The two
+//! threads overlap: batch N is committed while batch N+1 is applied. Reads come from the
+//! published [`ReadModel`], never from the writer's state.
 //!
 //! ```text
 //! Engine::open(EngineConfig, store, sink).await -> Result<Engine, EngineError>
@@ -18,7 +19,8 @@
 //! # Layout
 //!
 //! - [`engine`]: the [`Engine`] handle: open, submit, reads, stats, shutdown; shard routing.
-//! - `writer`: the writer thread's loop: batch, apply, commit, publish, hand off, answer.
+//! - `writer`: the writer thread's loop: batch, apply, compute views, hand to the committer.
+//! - `committer`: the committer thread: commit, publish, hand off effects, answer.
 //! - `snapshot`: the snapshot thread (copy on the writer, encode and store elsewhere).
 //! - [`recovery`]: [`recover`] (snapshot + journal tail) and [`verify`] (invariant 4).
 //! - [`reads`]: the published [`ReadModel`].
@@ -26,10 +28,13 @@
 //! - [`clock`]: the [`Clock`] port (system and manual).
 //! - [`config`]: [`EngineConfig`] and its limits.
 //! - [`metrics`]: metric names (Prometheus conventions) and their descriptions.
+//! - [`bench`]: the in-process half of `stockflow bench ledger`.
 //!
 //! [`Ledger`]: stockflow_core::ledger::Ledger
 
+pub mod bench;
 pub mod clock;
+mod committer;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -101,10 +101,12 @@ pub(crate) fn record_commit(shard: usize, requests: usize, envelopes: usize, ela
     histogram!(JOURNAL_COMMIT_SECONDS, "shard" => shard).record(elapsed.as_secs_f64());
 }
 
-pub(crate) fn record_position(shard: usize, position: u64, queue_depth: usize) {
-    let shard = shard.to_string();
-    gauge!(JOURNAL_POSITION, "shard" => shard.clone()).set(position as f64);
-    gauge!(WRITER_QUEUE_DEPTH, "shard" => shard).set(queue_depth as f64);
+pub(crate) fn record_position(shard: usize, position: u64) {
+    gauge!(JOURNAL_POSITION, "shard" => shard.to_string()).set(position as f64);
+}
+
+pub(crate) fn record_queue_depth(shard: usize, queue_depth: usize) {
+    gauge!(WRITER_QUEUE_DEPTH, "shard" => shard.to_string()).set(queue_depth as f64);
 }
 
 pub fn incident_kind_name(kind: IncidentKind) -> &'static str {

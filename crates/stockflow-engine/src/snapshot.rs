@@ -1,7 +1,9 @@
 //! Snapshots without stalling the writer for long: the writer copies its ledger (the only stall,
-//! measured as `stockflow_snapshot_clone_seconds`) and a snapshot thread encodes and stores the
-//! copy through the store's own maintenance connection, then prunes old snapshots. At most one
-//! snapshot is in flight; a due snapshot waits for the previous one to finish.
+//! measured as `stockflow_snapshot_clone_seconds`) and sends the copy after its batch to the
+//! committer, which hands it to the snapshot thread once that batch is durable (a snapshot must
+//! never hold state the journal lacks). The snapshot thread encodes and stores it through the
+//! store's own maintenance connection, then prunes old snapshots. At most one snapshot is in
+//! flight; a due snapshot waits for the previous one to finish.
 
 use crate::config::EngineConfig;
 use crate::metrics;
@@ -17,7 +19,6 @@ use stockflow_core::time::Timestamp;
 use stockflow_store::{Snapshot, Store};
 
 pub(crate) struct Snapshotter {
-    sender: Option<SyncSender<Snapshot>>,
     thread: Option<JoinHandle<()>>,
     in_flight: Arc<AtomicBool>,
     store: Arc<dyn Store>,
@@ -31,12 +32,14 @@ pub(crate) struct Snapshotter {
 }
 
 impl Snapshotter {
+    /// Starts the snapshot thread; the sender goes to the committer (the thread stops when it
+    /// is dropped).
     pub fn start(
         shared: Arc<ShardShared>,
         store: Arc<dyn Store>,
         config: &EngineConfig,
         recovered_from: Position,
-    ) -> Self {
+    ) -> (Self, Option<SyncSender<Snapshot>>) {
         shared
             .last_snapshot_position
             .store(recovered_from, Ordering::Release);
@@ -62,8 +65,8 @@ impl Snapshotter {
                 "cannot start the snapshot thread; snapshots are taken at shutdown only"
             );
         }
-        Self {
-            sender: thread.as_ref().map(|_| sender),
+        let sender = thread.as_ref().map(|_| sender);
+        let snapshotter = Self {
             thread,
             in_flight,
             store,
@@ -73,7 +76,12 @@ impl Snapshotter {
             every: config.snapshot_every,
             last_position: recovered_from,
             last_taken: Instant::now(),
-        }
+        };
+        (snapshotter, sender)
+    }
+
+    pub fn in_flight(&self) -> Arc<AtomicBool> {
+        self.in_flight.clone()
     }
 
     fn due(&self, position: Position) -> bool {
@@ -81,13 +89,16 @@ impl Snapshotter {
         behind >= self.every_positions || (behind > 0 && self.last_taken.elapsed() >= self.every)
     }
 
-    /// Hands a copy of the ledger to the snapshot thread when a snapshot is due and none is in
-    /// flight.
-    pub fn maybe_take(&mut self, ledger: &Ledger, position: Position, recorded_at: Timestamp) {
-        if !self.due(position) || self.in_flight.load(Ordering::Acquire) {
-            return;
+    /// A copy of the ledger when a snapshot is due and none is in flight.
+    pub fn maybe_take(
+        &mut self,
+        ledger: &Ledger,
+        position: Position,
+        recorded_at: Timestamp,
+    ) -> Option<Snapshot> {
+        if self.thread.is_none() || !self.due(position) || self.in_flight.load(Ordering::Acquire) {
+            return None;
         }
-        let Some(sender) = &self.sender else { return };
         let started = Instant::now();
         let snapshot = Snapshot {
             position,
@@ -97,18 +108,15 @@ impl Snapshotter {
         ::metrics::histogram!(metrics::SNAPSHOT_CLONE_SECONDS)
             .record(started.elapsed().as_secs_f64());
         self.in_flight.store(true, Ordering::Release);
-        if sender.try_send(snapshot).is_err() {
-            self.in_flight.store(false, Ordering::Release);
-            return;
-        }
         self.last_position = position;
         self.last_taken = Instant::now();
+        Some(snapshot)
     }
 
-    /// Waits for the snapshot in flight, then stores a last one when anything was journaled
-    /// since, so that the next start replays nothing.
+    /// Waits for the snapshot in flight (the committer, holding the sender, has stopped), then
+    /// stores a last one when anything was journaled since, so that the next start replays
+    /// nothing.
     pub fn finish(&mut self, ledger: &Ledger, position: Position, recorded_at: Timestamp) {
-        self.sender = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -1,29 +1,33 @@
-//! The single writer of one shard: a dedicated thread that owns the ledger and the journal.
+//! The single writer of one shard: a dedicated thread that owns the ledger.
 //!
 //! The loop: block for the first request (or until a deadline or the idle interval), drain up to
-//! the batch limits, apply every request (ticks for due deadlines first), commit the journaled
-//! envelopes with their audit rows and incidents in one store transaction, then publish the
-//! changed views, then hand the effects to the sink, then answer every request of the batch.
-//! Nothing is visible to anyone before its batch is durable.
+//! the batch limits, apply every request (ticks for due deadlines first), compute the views of
+//! what changed, and hand the batch to the shard's committer (`committer.rs`), which commits
+//! the journaled envelopes with their audit rows and incidents in one store transaction, then
+//! publishes the views, then hands the effects to the sink, then answers every request of the
+//! batch. Nothing is visible to anyone before its batch is durable.
 
+use crate::committer::{Applied, Committer, Pending, ToCommitter, answer_all};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::metrics;
 use crate::reads::{ReadModel, TenantUpdate};
 use crate::recovery::{self, panic_message};
-use crate::sink::{EffectSink, Effects};
+use crate::sink::EffectSink;
 use crate::snapshot::Snapshotter;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
 use stockflow_core::envelope::{Envelope, Input, Position};
 use stockflow_core::ids::TenantId;
 use stockflow_core::ledger::Ledger;
-use stockflow_core::outcome::{Outcome, Reply};
+use stockflow_core::outcome::Reply;
 use stockflow_core::time::Timestamp;
-use stockflow_store::{BatchEntry, Store};
+use stockflow_store::Store;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 /// What `submit` gets back: the ledger's reply, and the journal position when the request
@@ -60,7 +64,10 @@ pub(crate) struct ShardShared {
     pub stopping: AtomicBool,
     /// Wakes a writer waiting for requests, so that it notices `stopping`.
     pub wake: Notify,
+    /// The last durable position (set by the committer).
     pub last_position: AtomicU64,
+    /// Set by the committer when a commit failed; cleared by the writer once it has rebuilt.
+    pub commit_failed: AtomicBool,
     /// Microseconds since the epoch of the last commit; 0 before the first.
     pub last_commit_at: AtomicI64,
     pub last_snapshot_position: AtomicU64,
@@ -77,6 +84,7 @@ impl ShardShared {
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
             last_position: AtomicU64::new(0),
+            commit_failed: AtomicBool::new(false),
             last_commit_at: AtomicI64::new(0),
             last_snapshot_position: AtomicU64::new(0),
             failure: Mutex::new(None),
@@ -91,7 +99,7 @@ impl ShardShared {
             .clone()
     }
 
-    fn fail(&self, message: String) {
+    pub fn fail(&self, message: String) {
         tracing::error!(shard = self.shard, %message, "the writer stopped");
         *self
             .failure
@@ -114,28 +122,23 @@ pub(crate) struct Writer {
     shared: Arc<ShardShared>,
     config: EngineConfig,
     store: Arc<dyn Store>,
-    sink: Arc<dyn EffectSink>,
     reads: Arc<ReadModel>,
     receiver: mpsc::Receiver<Request>,
+    /// Batches to the committer: at most one waiting while one commits.
+    committer: Option<SyncSender<ToCommitter>>,
+    committer_thread: Option<JoinHandle<()>>,
+    /// Increases each time the ledger is rebuilt after a failed commit.
+    epoch: u64,
     /// A current-thread runtime used only to wait for the queue with a timeout.
     runtime: tokio::runtime::Runtime,
     ledger: Ledger,
-    /// The last journaled position.
+    /// The last position applied (journaled once the committer is done with it).
     position: Position,
     /// The last `recorded_at` handed to the ledger: time never goes backwards.
     recorded_at: Timestamp,
     /// A request drained from the queue that did not fit the batch: first of the next one.
     carry: Option<Request>,
     snapshots: Snapshotter,
-}
-
-/// One applied envelope of a batch.
-struct Applied {
-    envelope: Envelope,
-    outcome: Outcome,
-    /// Index of the request in the batch; `None` for a tick.
-    request: Option<usize>,
-    journaled: bool,
 }
 
 enum Wake {
@@ -167,19 +170,36 @@ impl Writer {
             .enable_time()
             .build()
             .map_err(|e| EngineError::Config(format!("cannot start the writer's timer: {e}")))?;
-        let snapshots = Snapshotter::start(
+        let (snapshots, snapshot_sender) = Snapshotter::start(
             parts.shared.clone(),
             parts.store.clone(),
             &parts.config,
             recovered.snapshot_position.unwrap_or(0),
         );
+        let committer = Committer {
+            shared: parts.shared.clone(),
+            store: parts.store.clone(),
+            sink: parts.sink,
+            reads: parts.reads.clone(),
+            clock: parts.config.clock.clone(),
+            snapshots: snapshot_sender,
+            snapshot_in_flight: snapshots.in_flight(),
+            failed: None,
+        };
+        let (sender, receiver) = sync_channel(1);
+        let committer_thread = std::thread::Builder::new()
+            .name(format!("stockflow-commit-{}", parts.shared.shard))
+            .spawn(move || committer.run(receiver))
+            .map_err(|e| EngineError::Config(format!("cannot start the committer thread: {e}")))?;
         let writer = Writer {
             shared: parts.shared,
             config: parts.config,
             store: parts.store,
-            sink: parts.sink,
             reads: parts.reads,
             receiver: parts.receiver,
+            committer: Some(sender),
+            committer_thread: Some(committer_thread),
+            epoch: 0,
             runtime,
             ledger: recovered.ledger,
             position: recovered.position,
@@ -207,10 +227,18 @@ impl Writer {
             };
             let batch = first.map(|request| self.drain(request)).unwrap_or_default();
             if (!batch.is_empty() || self.ticks_due()) && !self.run_batch(batch) {
+                self.stop_committer();
                 return;
             }
-            self.snapshots
-                .maybe_take(&self.ledger, self.position, self.recorded_at);
+            if let Some(snapshot) =
+                self.snapshots
+                    .maybe_take(&self.ledger, self.position, self.recorded_at)
+            {
+                self.send(ToCommitter::Snapshot {
+                    epoch: self.epoch,
+                    snapshot,
+                });
+            }
         }
         self.finish();
     }
@@ -228,8 +256,13 @@ impl Writer {
             };
             let batch = self.drain(first);
             if !self.run_batch(batch) {
+                self.stop_committer();
                 return;
             }
+        }
+        self.stop_committer();
+        if self.shared.commit_failed.load(Ordering::Acquire) && !self.rebuild() {
+            return;
         }
         self.snapshots
             .finish(&self.ledger, self.position, self.recorded_at);
@@ -238,6 +271,26 @@ impl Writer {
             position = self.position,
             "writer stopped"
         );
+    }
+
+    /// Lets the committer finish every batch sent to it, then waits for its thread.
+    fn stop_committer(&mut self) {
+        self.committer = None;
+        if let Some(thread) = self.committer_thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn send(&mut self, message: ToCommitter) {
+        let sent = self
+            .committer
+            .as_ref()
+            .is_some_and(|committer| committer.send(message).is_ok());
+        if !sent {
+            // The committer thread is gone (it panicked): nothing can become durable any more.
+            self.shared.fail("the committer thread stopped".to_owned());
+            self.shared.stopping.store(true, Ordering::Release);
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -291,12 +344,18 @@ impl Writer {
             events += request.weight();
             batch.push(request);
         }
+        metrics::record_queue_depth(self.shared.shard, self.receiver.len());
         batch
     }
 
-    /// Applies, commits, publishes, hands off effects and answers one batch. Returns false when
-    /// the writer must stop.
+    /// Applies one batch and hands it to the committer. Returns false when the writer must stop.
     fn run_batch(&mut self, requests: Vec<Request>) -> bool {
+        if self.shared.commit_failed.load(Ordering::Acquire) && !self.rebuild() {
+            let mut replies: Vec<_> = requests.into_iter().map(|r| Some(r.reply)).collect();
+            let failure = self.shared.failure().unwrap_or_default();
+            answer_all(&mut replies, &EngineError::Stopped(failure));
+            return false;
+        }
         let mut replies = Vec::with_capacity(requests.len());
         let mut inputs = Vec::with_capacity(requests.len());
         for request in requests {
@@ -307,21 +366,21 @@ impl Writer {
         let applied = match catch_unwind(AssertUnwindSafe(|| self.apply_all(inputs, now))) {
             Ok(applied) => applied,
             Err(panic) => {
-                // The ledger may be half-changed; nothing of the batch reached the journal.
+                // The ledger may be half-changed; nothing of this batch reaches the journal.
                 let message = format!("the ledger panicked: {}", panic_message(&panic));
                 self.shared.fail(message.clone());
                 answer_all(&mut replies, &EngineError::Stopped(message));
                 return false;
             }
         };
-        if let Err(error) = self.commit(&applied, replies.len()) {
-            let error = EngineError::from(error);
-            answer_all(&mut replies, &error);
-            return self.rebuild();
-        }
-        self.publish(&applied);
-        self.hand_off(&applied);
-        answer(replies, applied);
+        let updates = self.views(&applied);
+        self.send(ToCommitter::Batch(Pending {
+            epoch: self.epoch,
+            applied,
+            replies,
+            updates,
+            position: self.position,
+        }));
         true
     }
 
@@ -369,49 +428,15 @@ impl Writer {
         }
     }
 
-    fn commit(
-        &mut self,
-        applied: &[Applied],
-        requests: usize,
-    ) -> Result<(), stockflow_store::StoreError> {
-        let entries: Vec<BatchEntry<'_>> = applied
-            .iter()
-            .filter(|a| a.journaled)
-            .map(|a| BatchEntry {
-                envelope: &a.envelope,
-                audit: &a.outcome.audit,
-                incidents: &a.outcome.incidents,
-            })
-            .collect();
-        if !entries.is_empty() {
-            let started = Instant::now();
-            if let Err(error) = self.store.append(&entries) {
-                ::metrics::counter!(metrics::JOURNAL_COMMIT_FAILURES_TOTAL).increment(1);
-                tracing::error!(shard = self.shared.shard, %error, "a batch commit failed");
-                return Err(error);
-            }
-            metrics::record_commit(
-                self.shared.shard,
-                requests,
-                entries.len(),
-                started.elapsed(),
-            );
-            self.shared
-                .last_commit_at
-                .store(self.config.clock.now().0, Ordering::Release);
-        }
-        for a in applied {
-            metrics::record_outcome(&a.outcome);
-        }
-        self.shared
-            .last_position
-            .store(self.position, Ordering::Release);
-        metrics::record_position(self.shared.shard, self.position, self.receiver.len());
-        Ok(())
-    }
-
-    /// After a failed commit the ledger ran ahead of the journal: rebuild it from the store.
+    /// After a failed commit the ledger ran ahead of the journal: wait for the committer to
+    /// refuse what it still holds, then rebuild the ledger from the store.
     fn rebuild(&mut self) -> bool {
+        if let Some(committer) = &self.committer {
+            let (done, flushed) = sync_channel(1);
+            if committer.send(ToCommitter::Flush(done)).is_ok() {
+                let _ = flushed.recv();
+            }
+        }
         match recovery::recover(&*self.store, &self.config.ledger) {
             Ok(recovered) => {
                 tracing::warn!(
@@ -421,9 +446,8 @@ impl Writer {
                 );
                 self.ledger = recovered.ledger;
                 self.position = recovered.position;
-                self.shared
-                    .last_position
-                    .store(self.position, Ordering::Release);
+                self.epoch += 1;
+                self.shared.commit_failed.store(false, Ordering::Release);
                 true
             }
             Err(error) => {
@@ -435,8 +459,8 @@ impl Writer {
         }
     }
 
-    /// Publishes the view of every SKU and reservation the batch touched, once each.
-    fn publish(&self, applied: &[Applied]) {
+    /// The view of every SKU and reservation the batch touched, once each, as of its end.
+    fn views(&self, applied: &[Applied]) -> HashMap<TenantId, TenantUpdate> {
         let mut updates: HashMap<TenantId, TenantUpdate> = HashMap::new();
         let mut seen_skus = HashSet::new();
         let mut seen_reservations = HashSet::new();
@@ -458,8 +482,7 @@ impl Writer {
                 }
             }
         }
-        self.reads
-            .publish(self.shared.shard, updates, self.position);
+        updates
     }
 
     /// Publishes every view of the ledger (after recovery).
@@ -478,60 +501,4 @@ impl Writer {
         self.reads
             .publish(self.shared.shard, updates, self.position);
     }
-
-    fn hand_off(&self, applied: &[Applied]) {
-        let effects: Vec<Effects<'_>> = applied
-            .iter()
-            .filter(|a| {
-                let o = &a.outcome;
-                !(o.availability.is_empty()
-                    && o.incidents.is_empty()
-                    && o.touched_skus.is_empty()
-                    && o.touched_reservations.is_empty())
-            })
-            .map(|a| Effects {
-                shard: self.shared.shard,
-                tenant: &a.envelope.tenant,
-                position: a.journaled.then_some(a.envelope.position),
-                recorded_at: a.envelope.recorded_at,
-                availability: &a.outcome.availability,
-                incidents: &a.outcome.incidents,
-                touched_skus: &a.outcome.touched_skus,
-                touched_reservations: &a.outcome.touched_reservations,
-            })
-            .collect();
-        if effects.is_empty() {
-            return;
-        }
-        // A panicking sink loses this batch's effects, not the writer: the batch is durable and
-        // its requests still get their answers.
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.sink.committed(&effects))) {
-            tracing::error!(panic = %panic_message(&panic), "the effect sink panicked");
-        }
-    }
-}
-
-fn answer_all(replies: &mut [Option<ReplySender>], error: &EngineError) {
-    for reply in replies.iter_mut().filter_map(Option::take) {
-        let _ = reply.send(Err(error.clone()));
-    }
-}
-
-/// Sends each request its outcome. A requester that went away (its HTTP client disconnected)
-/// is ignored: the change is durable all the same.
-fn answer(mut replies: Vec<Option<ReplySender>>, applied: Vec<Applied>) {
-    for a in applied {
-        let Some(index) = a.request else { continue };
-        if let Some(reply) = replies[index].take() {
-            let position = a.journaled.then_some(a.envelope.position);
-            let _ = reply.send(Ok(Submitted {
-                position,
-                reply: a.outcome.reply,
-            }));
-        }
-    }
-    debug_assert!(
-        replies.iter().all(Option::is_none),
-        "every request is answered"
-    );
 }

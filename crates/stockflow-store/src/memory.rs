@@ -139,14 +139,10 @@ impl Store for MemoryStore {
         check_limit(query.limit)?;
         let inner = self.lock();
         let matching = inner.audit.iter().filter(|r| audit_matches(query, r));
-        let cursor = query
-            .after_id
-            .and_then(|id| inner.audit.get((id as usize).checked_sub(1)?))
-            .map(|r| (r.entry.at, r.id));
         Ok(select_window(
             matching,
-            cursor,
-            |r| (r.entry.at, r.id),
+            query.after_id,
+            |r| r.id,
             query.limit,
             query.window,
         )

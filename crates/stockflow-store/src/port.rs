@@ -46,8 +46,8 @@ pub struct SnapshotInfo {
 }
 
 /// Which end of the matching rows a query returns when more than `limit` match. Rows are always
-/// returned oldest first ("newest last"), ordered by (`at`, `id`); a cursor (`after_id`) means
-/// "after that row in this order".
+/// returned oldest first ("newest last"): in journal order (ids increase with it, and so does
+/// `at`); a cursor (`after_id`) means "after that row".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Window {
     /// The oldest matching rows after the cursor: for paging forward with `after_id`.
@@ -254,12 +254,12 @@ pub(crate) fn incident_matches(query: &IncidentQuery, record: &IncidentRecord) -
         && query.until.is_none_or(|until| incident.at < until)
 }
 
-/// Picks `limit` rows of `matching` after the cursor, from the window's end, in (at, id) order:
-/// the order of the SQL backends' indexes. `key_of` gives a row's (at, id).
-pub(crate) fn select_window<T>(
+/// Picks `limit` rows of `matching` after the cursor, from the window's end, in the order of
+/// `key_of` (audit: id; incidents: (at, id)).
+pub(crate) fn select_window<T, K: Ord + Copy>(
     matching: impl Iterator<Item = T>,
-    cursor: Option<(Timestamp, u64)>,
-    key_of: impl Fn(&T) -> (Timestamp, u64),
+    cursor: Option<K>,
+    key_of: impl Fn(&T) -> K,
     limit: usize,
     window: Window,
 ) -> Vec<T> {

@@ -3,13 +3,15 @@
 
 use crate::support::*;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use stockflow_core::envelope::Input;
 use stockflow_core::outcome::{EventStatus, Reply};
 use stockflow_core::reservation::ReservationState;
 use stockflow_engine::{
-    Clock, Engine, EngineConfig, EngineError, ManualClock, NoopSink, ShardState,
+    Clock, Engine, EngineConfig, EngineError, ManualClock, NoopSink, ShardState, Submitted,
 };
 use stockflow_store::{AuditQuery, Store};
 
@@ -26,6 +28,43 @@ fn is_ready<F: Future + Unpin>(future: &mut F) -> bool {
         std::pin::Pin::new(future).poll(&mut Context::from_waker(waker)),
         Poll::Ready(_)
     )
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Submitted, EngineError>> + Send>>;
+
+/// Submits `input` and polls once, which queues the request; the answer is awaited later.
+fn enqueue(engine: &Engine, input: Input) -> Answer {
+    let engine = engine.clone();
+    let mut answer: Answer = Box::pin(async move { engine.submit(tenant(), input, START).await });
+    assert!(
+        !is_ready(&mut answer),
+        "answered before it could be committed"
+    );
+    answer
+}
+
+fn queue_depth(engine: &Engine) -> usize {
+    engine.stats().shards[0].queue_depth
+}
+
+/// Closes the store's gate and fills the shard's pipeline: a first batch held at the gate by
+/// the committer, a second waiting for the committer, a third applied and waiting to be handed
+/// over. From then on, requests stay in the queue until the gate opens. Returns the three.
+async fn fill_pipeline(engine: &Engine, store: &DoubleStore, inputs: [Input; 3]) -> Vec<Answer> {
+    store.close_gate();
+    let mut answers = Vec::new();
+    for (index, input) in inputs.into_iter().enumerate() {
+        answers.push(enqueue(engine, input));
+        if index == 0 {
+            eventually("the first batch reaching the commit", || {
+                store.waiting_at_gate() == 1
+            })
+            .await;
+        } else {
+            eventually("the writer taking the request", || queue_depth(engine) == 0).await;
+        }
+    }
+    answers
 }
 
 #[tokio::test]
@@ -117,46 +156,32 @@ async fn no_answer_and_no_published_change_before_the_commit() {
 async fn many_concurrent_requests_share_few_commits() {
     let store = DoubleStore::new();
     let engine = open(&store, test_config()).await;
-    store.close_gate();
-    let first = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .submit(tenant(), received("wms", 1, "A", 1), START)
-                .await
-        }
-    });
-    eventually("the first batch reaching the commit", || {
-        store.waiting_at_gate() == 1
-    })
+    let mut answers = fill_pipeline(
+        &engine,
+        &store,
+        [
+            received("first", 1, "A", 1),
+            received("second", 1, "A", 1),
+            received("third", 1, "A", 1),
+        ],
+    )
     .await;
     let requests = 200;
-    let tasks: Vec<_> = (0..requests)
-        .map(|i| {
-            let engine = engine.clone();
-            let source = format!("src-{i}");
-            tokio::spawn(async move {
-                engine
-                    .submit(tenant(), received(&source, 1, "B", 1), START)
-                    .await
-            })
-        })
-        .collect();
-    eventually("every request queued", || {
-        engine.stats().shards[0].queue_depth == requests
-    })
-    .await;
+    for i in 0..requests {
+        answers.push(enqueue(&engine, received(&format!("src-{i}"), 1, "B", 1)));
+    }
+    assert_eq!(
+        queue_depth(&engine),
+        requests,
+        "the blocked pipeline leaves them queued"
+    );
     store.open_gate();
-    first.await.unwrap().unwrap();
-    for task in tasks {
-        assert_eq!(
-            statuses(&task.await.unwrap().unwrap()),
-            [EventStatus::Applied]
-        );
+    for answer in answers {
+        assert_eq!(statuses(&answer.await.unwrap()), [EventStatus::Applied]);
     }
     assert_eq!(
         store.batch_sizes(),
-        [1, requests],
+        [1, 1, 1, requests],
         "the queued requests went in one commit"
     );
     assert_eq!(published(&engine, "B"), Some((200, 200, 0)));
@@ -172,62 +197,34 @@ async fn batches_respect_the_request_and_event_limits() {
         ..test_config()
     };
     let engine = open(&store, config).await;
-    store.close_gate();
-    let first = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .submit(tenant(), received("wms", 1, "A", 1), START)
-                .await
-        }
-    });
-    eventually("the first batch reaching the commit", || {
-        store.waiting_at_gate() == 1
-    })
+    let mut answers = fill_pipeline(
+        &engine,
+        &store,
+        [
+            received("first", 1, "A", 1),
+            received("second", 1, "A", 1),
+            received("third", 1, "A", 1),
+        ],
+    )
     .await;
     // Seven one-event requests, then one of 1000 events: batches of 3, 3, 1 (the big one does
     // not fit beside the seventh), 1.
-    let mut tasks = Vec::new();
     for i in 0..7 {
-        let handle = engine.clone();
-        let source = format!("src-{i}");
-        tasks.push(tokio::spawn(async move {
-            handle
-                .submit(tenant(), received(&source, 1, "B", 1), START)
-                .await
-        }));
-        eventually("the request queued", || engine_queue(&engine) == i + 1).await;
+        answers.push(enqueue(&engine, received(&format!("src-{i}"), 1, "B", 1)));
     }
     let big: Vec<_> = (1..=1000)
         .map(|seq| match received("bulk", seq, "C", 1) {
-            stockflow_core::envelope::Input::Events(mut events) => events.remove(0),
+            Input::Events(mut events) => events.remove(0),
             _ => unreachable!(),
         })
         .collect();
-    tasks.push(tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .submit(
-                    tenant(),
-                    stockflow_core::envelope::Input::Events(big),
-                    START,
-                )
-                .await
-        }
-    }));
-    eventually("every request queued", || engine_queue(&engine) == 8).await;
+    answers.push(enqueue(&engine, Input::Events(big)));
     store.open_gate();
-    first.await.unwrap().unwrap();
-    for task in tasks {
-        task.await.unwrap().unwrap();
+    for answer in answers {
+        answer.await.unwrap();
     }
-    assert_eq!(store.batch_sizes(), [1, 3, 3, 1, 1]);
+    assert_eq!(store.batch_sizes(), [1, 1, 1, 3, 3, 1, 1]);
     engine.shutdown().await.unwrap();
-}
-
-fn engine_queue(engine: &Engine) -> usize {
-    engine.stats().shards[0].queue_depth
 }
 
 #[tokio::test]
@@ -241,98 +238,74 @@ async fn a_full_queue_answers_overloaded_at_once() {
         },
     )
     .await;
-    store.close_gate();
-    let mut tasks = vec![tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .submit(tenant(), received("wms", 1, "A", 1), START)
-                .await
-        }
-    })];
-    eventually("the first batch reaching the commit", || {
-        store.waiting_at_gate() == 1
-    })
+    let mut answers = fill_pipeline(
+        &engine,
+        &store,
+        [
+            received("wms", 1, "A", 1),
+            received("wms", 2, "A", 1),
+            received("wms", 3, "A", 1),
+        ],
+    )
     .await;
-    for seq in 2..=3 {
-        let engine = engine.clone();
-        tasks.push(tokio::spawn(async move {
-            engine
-                .submit(tenant(), received("wms", seq, "A", 1), START)
-                .await
-        }));
-    }
-    eventually("the queue full", || engine_queue(&engine) == 2).await;
+    answers.push(enqueue(&engine, received("wms", 4, "A", 1)));
+    answers.push(enqueue(&engine, received("wms", 5, "A", 1)));
     let refused = engine
-        .submit(tenant(), received("wms", 4, "A", 1), START)
+        .submit(tenant(), received("wms", 6, "A", 1), START)
         .await;
     assert!(
         matches!(refused, Err(EngineError::Overloaded)),
         "{refused:?}"
     );
     store.open_gate();
-    for task in tasks {
-        task.await.unwrap().unwrap();
+    for answer in answers {
+        answer.await.unwrap();
     }
-    assert_eq!(published(&engine, "A"), Some((3, 3, 0)));
+    assert_eq!(published(&engine, "A"), Some((5, 5, 0)));
     engine.shutdown().await.unwrap();
 }
 
 #[tokio::test]
-async fn a_failed_commit_fails_its_batch_and_the_state_is_rebuilt() {
+async fn a_failed_commit_fails_its_batch_and_those_applied_after_it() {
     let store = DoubleStore::new();
     let engine = open(&store, test_config()).await;
     engine
         .submit(tenant(), received("wms", 1, "A", 1), START)
         .await
         .unwrap();
-    // The second commit fails; hold the first of its batch at the gate so that three requests
-    // share it.
+    // The second commit fails. The two batches behind it were applied on top of it, so they
+    // cannot be committed either.
     store.fail_append_number(2);
-    store.close_gate();
-    let mut tasks = Vec::new();
-    for seq in 2..=4 {
-        let engine = engine.clone();
-        tasks.push(tokio::spawn(async move {
-            engine
-                .submit(tenant(), received("wms", seq, "A", 10), START)
-                .await
-        }));
-        if seq == 2 {
-            eventually("the batch reaching the commit", || {
-                store.waiting_at_gate() == 1
-            })
-            .await;
-        }
-    }
-    eventually("the rest queued", || engine_queue(&engine) == 2).await;
+    let answers = fill_pipeline(
+        &engine,
+        &store,
+        [
+            received("wms", 2, "A", 10),
+            received("wms", 3, "A", 10),
+            received("wms", 4, "A", 10),
+        ],
+    )
+    .await;
     store.open_gate();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.unwrap());
-    }
-    // The first batch ({2}) failed; the next ({3, 4}) was applied on the rebuilt state, where
-    // seq 2 never happened: 3 and 4 are held behind the missing 2.
-    assert!(
-        matches!(results[0], Err(EngineError::Storage(_))),
-        "{:?}",
-        results[0]
-    );
-    for result in &results[1..] {
-        assert_eq!(statuses(result.as_ref().unwrap()), [EventStatus::Held]);
+    for answer in answers {
+        let result = answer.await;
+        assert!(matches!(result, Err(EngineError::Storage(_))), "{result:?}");
     }
     assert_eq!(
         published(&engine, "A"),
         Some((1, 1, 0)),
-        "the failed change is not visible"
+        "the failed changes are not visible"
     );
-    // Retrying seq 2 applies it (it is not a duplicate: the failed batch left no trace), and the
-    // held 3 and 4 follow.
-    let retry = engine
-        .submit(tenant(), received("wms", 2, "A", 10), START)
-        .await
-        .unwrap();
-    assert_eq!(statuses(&retry), [EventStatus::Applied]);
+    assert_eq!(journal(&*store).len(), 1);
+    // The writer rebuilt its state from the store: seq 2 is new again, not a duplicate.
+    for seq in 2..=4 {
+        let retry = engine
+            .submit(tenant(), received("wms", seq, "A", 10), START)
+            .await
+            .unwrap();
+        assert_eq!(statuses(&retry), [EventStatus::Applied]);
+        assert_eq!(retry.position, Some(seq));
+    }
     assert_eq!(published(&engine, "A"), Some((31, 31, 0)));
     assert_eq!(engine.stats().shards[0].state, ShardState::Running);
     engine.shutdown().await.unwrap();
@@ -408,23 +381,18 @@ async fn an_idle_writer_expires_a_reservation_when_its_ttl_passes() {
 async fn shutdown_finishes_the_batch_in_flight_and_what_is_queued() {
     let store = DoubleStore::new();
     let engine = open(&store, test_config()).await;
-    store.close_gate();
-    let mut tasks = Vec::new();
-    for seq in 1..=3 {
-        let engine = engine.clone();
-        tasks.push(tokio::spawn(async move {
-            engine
-                .submit(tenant(), received("wms", seq, "A", 1), START)
-                .await
-        }));
-        if seq == 1 {
-            eventually("the batch reaching the commit", || {
-                store.waiting_at_gate() == 1
-            })
-            .await;
-        }
-    }
-    eventually("the rest queued", || engine_queue(&engine) == 2).await;
+    let mut answers = fill_pipeline(
+        &engine,
+        &store,
+        [
+            received("wms", 1, "A", 1),
+            received("wms", 2, "A", 1),
+            received("wms", 3, "A", 1),
+        ],
+    )
+    .await;
+    answers.push(enqueue(&engine, received("wms", 4, "A", 1)));
+    answers.push(enqueue(&engine, received("wms", 5, "A", 1)));
     let shutdown = tokio::spawn({
         let engine = engine.clone();
         async move { engine.shutdown().await }
@@ -441,20 +409,17 @@ async fn shutdown_finishes_the_batch_in_flight_and_what_is_queued() {
         "{refused:?}"
     );
     store.open_gate();
-    for task in tasks {
-        assert_eq!(
-            statuses(&task.await.unwrap().unwrap()),
-            [EventStatus::Applied]
-        );
+    for answer in answers {
+        assert_eq!(statuses(&answer.await.unwrap()), [EventStatus::Applied]);
     }
     shutdown.await.unwrap().unwrap();
     assert_eq!(engine.stats().shards[0].state, ShardState::Stopped);
-    assert_eq!(journal(&*store).len(), 3);
+    assert_eq!(journal(&*store).len(), 5);
     let snapshot = store
         .latest_snapshot()
         .unwrap()
         .expect("a last snapshot at shutdown");
-    assert_eq!(snapshot.position, 3);
+    assert_eq!(snapshot.position, 5);
     assert_eq!(engine.stopped().await, None, "stopped without a failure");
 }
 

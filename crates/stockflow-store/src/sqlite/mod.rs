@@ -74,6 +74,8 @@ struct Writer {
     connection: Connection,
     /// The last journaled position, kept here so that an append is checked without a query.
     last_position: Position,
+    /// The id of the next audit row: ids are assigned here, in journal order.
+    next_audit_id: i64,
     /// Reused for every envelope's encoding.
     buffer: Vec<u8>,
 }
@@ -102,11 +104,15 @@ impl SqliteStore {
                 r.get(0)
             })
             .map_err(|e| open_error(StoreError::backend("reading the journal head", e)))?;
+        let max_audit_id: i64 = connection
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |r| r.get(0))
+            .map_err(|e| open_error(StoreError::backend("reading the last audit id", e)))?;
         let maintenance = open_connection(&config.path, &config).map_err(open_error)?;
         Ok(Self {
             writer: Mutex::new(Writer {
                 connection,
                 last_position: last_position as Position,
+                next_audit_id: max_audit_id + 1,
                 buffer: Vec::with_capacity(64 * 1024),
             }),
             maintenance: Mutex::new(maintenance),
@@ -228,9 +234,13 @@ impl Store for SqliteStore {
         let mut writer = lock(&self.writer);
         check_batch(writer.last_position, batch)?;
         let Writer {
-            connection, buffer, ..
+            connection,
+            buffer,
+            next_audit_id,
+            ..
         } = &mut *writer;
-        append_batch(connection, buffer, batch)?;
+        // Only a committed batch moves the ids on: a failed one leaves them for the next.
+        *next_audit_id = append_batch(connection, buffer, *next_audit_id, batch)?;
         writer.last_position = batch[batch.len() - 1].envelope.position;
         Ok(())
     }
@@ -345,11 +355,13 @@ impl Store for SqliteStore {
 
 /// One transaction for the whole batch: journal rows, audit rows, incidents. Dropping the
 /// transaction on an error rolls all of it back.
+/// Returns the next audit id after the batch.
 fn append_batch(
     connection: &mut Connection,
     buffer: &mut Vec<u8>,
+    mut audit_id: i64,
     batch: &[BatchEntry<'_>],
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let transaction = connection
         .transaction()
         .map_err(|e| StoreError::backend("starting a batch transaction", e))?;
@@ -357,16 +369,16 @@ fn append_batch(
         let error = |e| StoreError::backend("appending a batch", e);
         let mut journal = transaction
             .prepare_cached(
-                "INSERT INTO journal (position, tenant, recorded_at, kind, input) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO journal (position, tenant, recorded_at, kind, audit_first_id, input) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(error)?;
         let mut audit = transaction
             .prepare_cached(
-                "INSERT INTO audit (tenant, position, at, sku, location, channel, cause_kind, \
-                 cause_id, cause_name, cause_source, actor, reason, change_kind, before, after, \
-                 detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                 ?15, ?16)",
+                "INSERT INTO audit (id, bucket, tenant, position, at, sku, location, channel, \
+                 cause_kind, cause_id, cause_name, cause_source, actor, reason, change_kind, \
+                 before, after, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+                 ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )
             .map_err(error)?;
         for entry in batch {
@@ -379,14 +391,17 @@ fn append_batch(
                     envelope.tenant.as_str(),
                     envelope.recorded_at.0,
                     codec::input_kind(&envelope.input),
+                    audit_id,
                     &buffer[..],
                 ])
                 .map_err(error)?;
             for row in entry.audit {
-                let cause = rows::cause_columns(&row.cause);
+                let cause = rows::cause_columns(&row.cause, &row.actor);
                 let change = rows::change_columns(&row.change)?;
                 audit
                     .execute(params![
+                        audit_id,
+                        audit_id >> schema::AUDIT_BUCKET_BITS,
                         envelope.tenant.as_str(),
                         row.position as i64,
                         row.at.0,
@@ -399,12 +414,13 @@ fn append_batch(
                         cause.source,
                         row.actor,
                         row.reason,
-                        change.kind,
+                        change.kind.as_ref(),
                         change.before,
                         change.after,
                         change.detail,
                     ])
                     .map_err(error)?;
+                audit_id += 1;
             }
             if !entry.incidents.is_empty() {
                 insert_incidents(&transaction, &envelope.tenant, entry.incidents)?;
@@ -413,7 +429,8 @@ fn append_batch(
     }
     transaction
         .commit()
-        .map_err(|e| StoreError::backend("committing a batch", e))
+        .map_err(|e| StoreError::backend("committing a batch", e))?;
+    Ok(audit_id)
 }
 
 fn insert_incidents(

@@ -447,6 +447,90 @@ pub fn incidents_round_trip_and_filter(store: &dyn Store) {
     );
 }
 
+/// More rows than one SQLite audit bucket (8,192 ids) holds, so that queries cross buckets.
+pub fn audit_queries_cross_many_buckets(store: &dyn Store) {
+    let per_envelope = 9_000;
+    let entries: Vec<OwnedEntry> = (1..=3)
+        .map(|position| {
+            let audit = (0..per_envelope)
+                .map(|i| {
+                    audit_quantities(
+                        position,
+                        if i % 1000 == 7 {
+                            "SKU-rare"
+                        } else {
+                            "SKU-common"
+                        },
+                        "e",
+                        i,
+                        i + 1,
+                    )
+                })
+                .collect();
+            OwnedEntry::new(envelope(position, "default", Input::Tick)).with_audit(audit)
+        })
+        .collect();
+    append(store, &entries);
+    let all = AuditQuery::tenant(tenant("default"), 1000);
+    let rare = AuditQuery {
+        sku: Some(sku("SKU-rare")),
+        ..all.clone()
+    };
+    let rare_rows = store.query_audit(&rare).unwrap();
+    assert_eq!(rare_rows.len(), 27, "9 per envelope");
+    assert!(rare_rows.windows(2).all(|w| w[0].id < w[1].id));
+    let latest = store
+        .query_audit(&AuditQuery {
+            limit: 4,
+            window: Window::Latest,
+            ..rare.clone()
+        })
+        .unwrap();
+    assert_eq!(
+        latest.iter().map(|r| r.id).collect::<Vec<_>>(),
+        rare_rows[23..].iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+    let page = store
+        .query_audit(&AuditQuery {
+            after_id: Some(rare_rows[10].id),
+            limit: 3,
+            ..rare.clone()
+        })
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id).collect::<Vec<_>>(),
+        rare_rows[11..14].iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+    let second = store
+        .query_audit(&AuditQuery {
+            position: Some(2),
+            ..rare.clone()
+        })
+        .unwrap();
+    assert_eq!(second.len(), 9);
+    assert!(second.iter().all(|r| r.entry.position == 2));
+    let since = store
+        .query_audit(&AuditQuery {
+            since: Some(at(3)),
+            limit: 1000,
+            ..all.clone()
+        })
+        .unwrap();
+    assert_eq!((since.len(), since[0].entry.position), (1000, 3));
+    let until = store
+        .query_audit(&AuditQuery {
+            until: Some(at(2)),
+            window: Window::Latest,
+            ..all.clone()
+        })
+        .unwrap();
+    assert!(until.iter().all(|r| r.entry.position == 1));
+    assert_eq!(
+        until.last().unwrap().entry.change,
+        audit_quantities(1, "x", "e", 8_999, 9_000).change
+    );
+}
+
 macro_rules! contract {
     ($backend:ident: $($check:ident),* $(,)?) => {
         mod $backend {
@@ -478,4 +562,5 @@ contract_for_every_backend!(
     audit_filters,
     audit_cursor_pages_through_everything_once,
     incidents_round_trip_and_filter,
+    audit_queries_cross_many_buckets,
 );
