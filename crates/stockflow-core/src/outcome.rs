@@ -2,6 +2,7 @@
 //! carry out (audit rows, incidents, availability changes for the channel sync). Effects are data;
 //! the core performs none of them.
 
+use crate::availability::Percent;
 use crate::envelope::Position;
 use crate::ids::{
     ChannelId, EventId, LocationId, PolicyId, ReservationId, Sku, SourceId, TenantId,
@@ -24,6 +25,55 @@ pub struct Outcome {
     pub touched_skus: Vec<Sku>,
     /// Reservations whose published view changed.
     pub touched_reservations: Vec<ReservationId>,
+    /// Buffer changes among `audit`, by kind, for the server's counters.
+    pub buffer_changes: BufferChanges,
+}
+
+/// How many buffers of SKU x channel were applied, grown, decayed or released (each is also an
+/// [`AuditChange::Buffer`] entry). Buffer release frequency, an operators' KPI, is
+/// `decayed + released` over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BufferChanges {
+    /// A buffer that did not apply now does.
+    pub applied: u64,
+    /// An applied buffer asks for more.
+    pub grown: u64,
+    /// An applied buffer asks for less, and still applies (a decay or release step).
+    pub decayed: u64,
+    /// A buffer no longer applies: its stock is sellable again.
+    pub released: u64,
+}
+
+/// The kind of one buffer change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferChangeKind {
+    Applied,
+    Grown,
+    Decayed,
+    Released,
+}
+
+impl BufferChangeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BufferChangeKind::Applied => "applied",
+            BufferChangeKind::Grown => "grown",
+            BufferChangeKind::Decayed => "decayed",
+            BufferChangeKind::Released => "released",
+        }
+    }
+}
+
+impl BufferChanges {
+    pub fn count(&mut self, kind: BufferChangeKind) {
+        match kind {
+            BufferChangeKind::Applied => self.applied += 1,
+            BufferChangeKind::Grown => self.grown += 1,
+            BufferChangeKind::Decayed => self.decayed += 1,
+            BufferChangeKind::Released => self.released += 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -104,6 +154,60 @@ pub enum Rejection {
         field: String,
         detail: String,
     },
+    /// A buffer policy that is not well formed (curve, decay, selector, ...).
+    InvalidPolicy {
+        policy: Option<PolicyId>,
+        detail: String,
+    },
+    /// A share outside 0-100% (a margin outside -100% to 100%).
+    InvalidPercentage {
+        field: String,
+        value: Percent,
+    },
+    /// A time window, expiry or duration that ends before it starts, is over already, or is
+    /// longer than allowed.
+    InvalidWindow {
+        field: String,
+        detail: String,
+    },
+    /// A quantity outside what the field accepts.
+    InvalidQuantity {
+        field: String,
+        value: i64,
+    },
+    InvalidChannel {
+        channel: ChannelId,
+        detail: String,
+    },
+    InvalidAllocation {
+        channel: ChannelId,
+        detail: String,
+    },
+    InvalidAttributes {
+        sku: Sku,
+        detail: String,
+    },
+    /// A surge signal with a magnitude outside what the field accepts.
+    InvalidSignal {
+        detail: String,
+    },
+    UnknownPolicy {
+        policy: PolicyId,
+    },
+    UnknownHold {
+        hold: PolicyId,
+    },
+    /// A policy cannot be removed while channels apply it.
+    PolicyInUse {
+        policy: PolicyId,
+        channels: Vec<ChannelId>,
+    },
+    /// A list or a collection would exceed its limit.
+    TooManyItems {
+        field: String,
+        count: u64,
+        limit: u64,
+    },
 }
 
 impl Rejection {
@@ -120,6 +224,18 @@ impl Rejection {
             Rejection::InvalidReservationState { .. } => "invalid_reservation_state",
             Rejection::InvalidConfirmLine { .. } => "invalid_confirm_line",
             Rejection::Invalid { .. } => "invalid",
+            Rejection::InvalidPolicy { .. } => "invalid_policy",
+            Rejection::InvalidPercentage { .. } => "invalid_percentage",
+            Rejection::InvalidWindow { .. } => "invalid_window",
+            Rejection::InvalidQuantity { .. } => "invalid_quantity",
+            Rejection::InvalidChannel { .. } => "invalid_channel",
+            Rejection::InvalidAllocation { .. } => "invalid_allocation",
+            Rejection::InvalidAttributes { .. } => "invalid_attributes",
+            Rejection::InvalidSignal { .. } => "invalid_signal",
+            Rejection::UnknownPolicy { .. } => "unknown_policy",
+            Rejection::UnknownHold { .. } => "unknown_hold",
+            Rejection::PolicyInUse { .. } => "policy_in_use",
+            Rejection::TooManyItems { .. } => "too_many_items",
         }
     }
 }

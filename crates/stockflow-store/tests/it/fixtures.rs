@@ -1,6 +1,6 @@
 //! Envelopes, audit entries and incidents built by hand, as the ledger would produce them.
 
-use stockflow_core::availability::{ChannelConfig, ChannelKind, ChannelLocation};
+use stockflow_core::availability::{Availability, ChannelConfig, ChannelKind, ChannelLocation};
 use stockflow_core::command::{Command, LedgerCommand, ReservationLineRequest, Reserve};
 use stockflow_core::envelope::{Envelope, Input, Position};
 use stockflow_core::event::{Condition, Event, EventKind};
@@ -285,10 +285,7 @@ pub fn sample_ledger(on_hand: i64) -> Ledger {
             request_fingerprint: [7; 16],
         },
     );
-    tenant_ledger
-        .availability
-        .channels
-        .insert(ChannelId::parse("shopify").unwrap(), channel_config());
+    tenant_ledger.availability = Availability::with_channels([channel_config()]);
     let mut ledger = Ledger::new();
     ledger.tenants.insert(tenant("default"), tenant_ledger);
     ledger
