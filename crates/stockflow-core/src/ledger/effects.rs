@@ -2,7 +2,7 @@
 //! [`crate::event::EventKind`]). Physical facts are never refused: only a failed
 //! `expected_version` check refuses, and it does so before anything changes.
 
-use super::transaction::{Origin, Transaction};
+use super::transaction::{DemandKind, Origin, Transaction};
 use crate::event::{Event, EventKind};
 use crate::ids::{LocationId, ReservationId, Sku};
 use crate::outcome::{IncidentKind, Rejection};
@@ -174,6 +174,12 @@ impl Transaction<'_> {
             q.add(QuantityState::Available, -from_available);
         });
         // Units taken from a reservation were counted as demand when it was granted.
-        self.record_demand(sku, channel.as_ref(), from_available);
+        self.record_demand(
+            DemandKind::PickedFromAvailable,
+            sku,
+            channel.as_ref(),
+            from_available,
+        );
+        self.record_demand(DemandKind::Picked, sku, None, quantity);
     }
 }

@@ -34,7 +34,7 @@ use crate::time::Timestamp;
 use event_index::EventIndex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use transaction::Transaction;
+use transaction::{DemandKind, Transaction};
 
 /// The actor recorded for changes made by the passing of time.
 pub const TIME_ACTOR: &str = "stockflow";
@@ -324,9 +324,9 @@ impl Transaction<'_> {
                     &tenant.stock,
                     &mut self.out,
                 )?;
-                // A channel setting changes every SKU's published view.
-                let skus: Vec<Sku> = self.tenant.stock.keys().cloned().collect();
-                self.touched_skus.extend(skus);
+                // The command recomputed the SKUs it names (listed in the outcome's touched
+                // SKUs); a channel or policy change reaches the others through the availability
+                // module's sweep, a bounded batch per tick.
                 self.changed_elsewhere = true;
                 Ok(Reply::Done)
             }
@@ -345,12 +345,25 @@ impl Transaction<'_> {
         };
         let tenant = &mut *self.tenant;
         for demand in &self.demand {
-            tenant.availability.record_demand(
-                &demand.sku,
-                demand.channel.as_ref(),
-                demand.quantity,
-                self.now,
-            );
+            let (sku, channel, quantity) = (&demand.sku, demand.channel.as_ref(), demand.quantity);
+            let availability = &mut tenant.availability;
+            match demand.kind {
+                DemandKind::Reserved => {
+                    availability.record_demand(sku, channel, quantity, self.now);
+                    if let Some(channel) = channel {
+                        availability.record_reservation(channel, sku, quantity, self.now);
+                    }
+                }
+                DemandKind::PickedFromAvailable => {
+                    availability.record_demand(sku, channel, quantity, self.now);
+                }
+                DemandKind::Picked => availability.record_pick(sku, quantity, self.now),
+                DemandKind::Returned => {
+                    if let Some(channel) = channel {
+                        availability.record_cancellation(channel, sku, quantity, self.now);
+                    }
+                }
+            }
         }
         for sku in &self.touched_skus {
             if let Some(stock) = tenant.stock.get(sku) {
@@ -363,7 +376,10 @@ impl Transaction<'_> {
         let mut out = std::mem::take(&mut self.out);
         out.reply = reply;
         out.persist = persist;
-        out.touched_skus = std::mem::take(&mut self.touched_skus).into_iter().collect();
+        // Availability work (commands, ticks) lists the SKUs whose view it changed in `out`.
+        let mut touched = std::mem::take(&mut self.touched_skus);
+        touched.extend(out.touched_skus.drain(..));
+        out.touched_skus = touched.into_iter().collect();
         out.touched_reservations = std::mem::take(&mut self.touched_reservations)
             .into_iter()
             .collect();

@@ -3,7 +3,7 @@
 
 use super::TenantLedger;
 use super::fingerprint::reserve_fingerprint;
-use super::transaction::{Origin, StateDeltas, Transaction};
+use super::transaction::{DemandKind, Origin, StateDeltas, Transaction};
 use super::validate;
 use crate::command::{ReservationLineRequest, Reserve};
 use crate::ids::{ActorId, ChannelId, LocationId, ReservationId, Sku};
@@ -53,7 +53,8 @@ impl Transaction<'_> {
             self.change_stock_by(&origin, &sku, &location, delta);
         }
         for line in &lines {
-            self.record_demand(&line.sku, request.channel.as_ref(), line.quantity);
+            let channel = request.channel.as_ref();
+            self.record_demand(DemandKind::Reserved, &line.sku, channel, line.quantity);
         }
         let reservation = Reservation {
             reservation_id: id.clone(),
@@ -314,6 +315,19 @@ impl Transaction<'_> {
     /// Moves `returned[i]` held units of line `i` back to available, one stock change per SKU x
     /// location.
     fn return_held(&mut self, origin: &Origin, id: &ReservationId, returned: &[i64]) {
+        let reservation = &self.tenant.reservations[id];
+        let given_back: Vec<(Sku, ChannelId, i64)> = match &reservation.channel {
+            Some(channel) => reservation
+                .lines
+                .iter()
+                .zip(returned)
+                .map(|(line, &units)| (line.sku.clone(), channel.clone(), units))
+                .collect(),
+            None => Vec::new(),
+        };
+        for (sku, channel, units) in given_back {
+            self.record_demand(DemandKind::Returned, &sku, Some(&channel), units);
+        }
         let reservation = self.reservation_mut(id).expect("an open reservation");
         let held_state = reservation
             .state

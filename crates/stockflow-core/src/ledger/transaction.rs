@@ -160,9 +160,24 @@ impl<'a> Origin<'a> {
 
 /// Demand seen by the ledger, handed to the availability module once the request succeeded.
 pub(super) struct Demand {
+    pub kind: DemandKind,
     pub sku: Sku,
     pub channel: Option<ChannelId>,
     pub quantity: i64,
+}
+
+/// What the availability module is told about units that moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DemandKind {
+    /// A reservation granted (velocity, and the channel's reserved units).
+    Reserved,
+    /// Units picked that no reservation held (velocity).
+    PickedFromAvailable,
+    /// Any units picked (time windows released as picks complete).
+    Picked,
+    /// Reserved units given back before being picked: released, expired, cancelled (the
+    /// channel's cancellation rate).
+    Returned,
 }
 
 /// How far the effects reached when the request itself began, so a refusal can drop its own.
@@ -667,9 +682,16 @@ impl<'a> Transaction<'a> {
         });
     }
 
-    pub fn record_demand(&mut self, sku: &Sku, channel: Option<&ChannelId>, quantity: i64) {
+    pub fn record_demand(
+        &mut self,
+        kind: DemandKind,
+        sku: &Sku,
+        channel: Option<&ChannelId>,
+        quantity: i64,
+    ) {
         if quantity > 0 {
             self.demand.push(Demand {
+                kind,
                 sku: sku.clone(),
                 channel: channel.cloned(),
                 quantity,

@@ -1482,3 +1482,152 @@ proptest! {
         prop_assert_eq!(kinds, entries);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Through the ledger: the hooks it calls.
+
+mod through_the_ledger {
+    use super::{
+        ChannelAwareSettings, Percent, Ratio, Strategy, StrategyKind, channel, channel_id, percent,
+        policy, upsert_channel, upsert_policy,
+    };
+    use crate::support::{Harness, picked, received, release, reserve};
+    use std::collections::BTreeMap;
+    use stockflow_core::availability::ChannelKind;
+    use stockflow_core::command::Command;
+    use stockflow_core::envelope::Input;
+    use stockflow_core::ids::ActorId;
+    use stockflow_core::outcome::Outcome;
+
+    fn configure(
+        harness: &mut Harness,
+        command: stockflow_core::availability::AvailabilityCommand,
+    ) {
+        let outcome = harness.apply(Input::Command {
+            actor: ActorId::parse("ops").unwrap(),
+            command: Command::Availability(command),
+        });
+        assert!(outcome.persist, "{:?}", outcome.reply);
+    }
+
+    /// Ticks while something is due; returns the outcomes.
+    fn settle(harness: &mut Harness) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        while harness
+            .ledger
+            .next_deadline()
+            .is_some_and(|at| at <= harness.now)
+        {
+            outcomes.push(harness.tick());
+        }
+        outcomes
+    }
+
+    #[test]
+    fn releases_and_expiries_of_a_channel_raise_its_measured_cancellation_rate() {
+        let mut harness = Harness::default();
+        harness.wms(vec![received("SKU-1", "east", 1_000)]);
+        let risk = ChannelAwareSettings {
+            base: Percent::ZERO,
+            factors: BTreeMap::new(),
+            default_factor: Ratio::ONE,
+            cancellation_weight: Ratio::ONE,
+            maximum: percent(50),
+        };
+        configure(
+            &mut harness,
+            upsert_policy(policy("risk", Strategy::ChannelAware(risk))),
+        );
+        configure(
+            &mut harness,
+            upsert_channel(channel("amazon", ChannelKind::Amazon, &["east"], &["risk"])),
+        );
+        let swept = settle(&mut harness);
+        assert!(
+            swept
+                .iter()
+                .any(|o| o.touched_skus.iter().any(|s| s.as_str() == "SKU-1"))
+        );
+        // 60 orders of one unit; 4 released by the channel, 2 expire.
+        for index in 0..60 {
+            let id = format!("order-{index}");
+            let outcome = harness.command(reserve(&id, Some("amazon"), &[("SKU-1", None, 1)], 60));
+            assert!(outcome.persist);
+        }
+        for index in 0..4 {
+            harness.command(release(&format!("order-{index}")));
+        }
+        for index in 4..58 {
+            let id = format!("order-{index}");
+            harness.command(crate::support::confirm(&id, None));
+        }
+        harness.advance_seconds(120);
+        let expired = settle(&mut harness);
+        assert!(!expired.is_empty());
+        let availability = &harness.ledger.tenant(&harness.tenant).unwrap().availability;
+        assert_eq!(
+            availability.cancellation_rate(&channel_id("amazon")),
+            Some(percent(10))
+        );
+        let view = harness
+            .ledger
+            .sku_view_at(&harness.tenant, &super::sku("SKU-1"), harness.now)
+            .unwrap();
+        let amazon = &view.channels[0];
+        // 1,000 - 54 committed = 946 available, 10% of it (rounded up) withheld.
+        assert_eq!((amazon.available, amazon.withheld), (946, 95));
+        assert_eq!(amazon.buffers[0].strategy, StrategyKind::ChannelAware);
+    }
+
+    #[test]
+    fn picks_feed_the_velocity_tracker_and_a_spike_engages_a_dynamic_buffer() {
+        let mut harness = Harness::default();
+        harness.wms(vec![received("SKU-1", "east", 10_000)]);
+        configure(
+            &mut harness,
+            upsert_policy(policy(
+                "viral-guard",
+                Strategy::Dynamic(stockflow_core::availability::DynamicSettings::default()),
+            )),
+        );
+        configure(
+            &mut harness,
+            upsert_channel(channel(
+                "amazon",
+                ChannelKind::Amazon,
+                &["east"],
+                &["viral-guard"],
+            )),
+        );
+        settle(&mut harness);
+        // A day at 10 picks an hour, then 100 in an hour.
+        for _ in 0..240 {
+            harness.wms(vec![picked("SKU-1", "east", 1, None)]);
+            harness.advance_seconds(360);
+            settle(&mut harness);
+        }
+        let mut outcomes = Vec::new();
+        for _ in 0..100 {
+            outcomes.push(harness.wms(vec![picked("SKU-1", "east", 1, None)]));
+            harness.advance_seconds(36);
+            outcomes.extend(settle(&mut harness));
+        }
+        let applied: u64 = outcomes.iter().map(|o| o.buffer_changes.applied).sum();
+        assert_eq!(applied, 1, "the buffer engaged once");
+        let view = harness
+            .ledger
+            .sku_view_at(&harness.tenant, &super::sku("SKU-1"), harness.now)
+            .unwrap();
+        let amazon = &view.channels[0];
+        let share = amazon.withheld as f64 / amazon.available as f64;
+        assert!((0.05..=0.15).contains(&share), "{amazon:#?}");
+        let velocity = harness
+            .ledger
+            .tenant(&harness.tenant)
+            .unwrap()
+            .availability
+            .velocity(&super::sku("SKU-1"), harness.now)
+            .unwrap();
+        assert!(velocity.recent_units >= 100);
+    }
+}
