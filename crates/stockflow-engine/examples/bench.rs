@@ -21,6 +21,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Ok(channels) = std::env::var("BENCH_CHANNELS") {
             config.bench.channels = channels.parse()?;
         }
+        if let Ok(clients) = std::env::var("BENCH_CLIENTS") {
+            config.bench.clients = clients.parse()?;
+        }
         println!("{}", bench::durable_events(config).await?);
     }
     if which == "ledger" {

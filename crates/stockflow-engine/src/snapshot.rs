@@ -116,7 +116,7 @@ impl Snapshotter {
     /// Waits for the snapshot in flight (the committer, holding the sender, has stopped), then
     /// stores a last one when anything was journaled since, so that the next start replays
     /// nothing.
-    pub fn finish(&mut self, ledger: &Ledger, position: Position, recorded_at: Timestamp) {
+    pub fn finish(&mut self, ledger: Ledger, position: Position, recorded_at: Timestamp) {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -125,7 +125,7 @@ impl Snapshotter {
             let snapshot = Snapshot {
                 position,
                 recorded_at,
-                ledger: ledger.clone(),
+                ledger,
             };
             save(&*self.store, &self.shared, &snapshot, self.kept);
         }

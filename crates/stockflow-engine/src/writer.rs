@@ -264,8 +264,21 @@ impl Writer {
         if self.shared.commit_failed.load(Ordering::Acquire) && !self.rebuild() {
             return;
         }
+        // A last snapshot only of a state the journal holds entirely: not after a failure that
+        // may have left the ledger ahead of it.
+        let durable = self.shared.last_position.load(Ordering::Acquire);
+        if self.shared.failure().is_some() || durable != self.position {
+            tracing::warn!(
+                shard = self.shared.shard,
+                position = self.position,
+                durable,
+                "no snapshot at shutdown: the ledger is not the journal's state"
+            );
+            return;
+        }
+        let ledger = std::mem::take(&mut self.ledger);
         self.snapshots
-            .finish(&self.ledger, self.position, self.recorded_at);
+            .finish(ledger, self.position, self.recorded_at);
         tracing::info!(
             shard = self.shared.shard,
             position = self.position,

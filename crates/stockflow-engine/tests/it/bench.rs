@@ -22,8 +22,9 @@ async fn durable_events_reports_every_event_durable() {
     let report = bench::durable_events(config).await.unwrap();
     assert_eq!((report.operations, report.requests), (5_000, 5));
     assert_eq!(report.durability, "journal_mode=wal synchronous=full");
-    // One channel, one setup request, five measured requests.
-    assert_eq!(report.journal_position, 7);
+    // One channel, one setup request, five measured requests, and the ticks of the channel's
+    // time-driven work, if any fell due.
+    assert!(report.journal_position >= 7, "{report}");
     assert!(report.request_p50 <= report.request_p99 && report.request_p99 <= report.request_max);
     assert!(
         report
