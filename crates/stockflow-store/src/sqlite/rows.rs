@@ -189,22 +189,27 @@ pub fn audit_from_row(row: &rusqlite::Row<'_>) -> Result<(u64, String, AuditEntr
 /// The states of `quantities` that are not zero, and its version, as a JSON object: short for
 /// the ~200,000 rows a second of a busy writer, and still plain JSON for SQL readers.
 pub fn quantities_json(quantities: &Quantities) -> String {
-    use std::fmt::Write as _;
+    // Written by hand with itoa: `write!` costs about ten times as much, twice per audit row.
     let fields = [
-        ("on_hand", quantities.on_hand),
-        ("reserved", quantities.reserved),
-        ("committed", quantities.committed),
-        ("damaged", quantities.damaged),
-        ("quality_control", quantities.quality_control),
-        ("safety_stock", quantities.safety_stock),
-        ("incoming", quantities.incoming),
+        ("\"on_hand\":", quantities.on_hand),
+        ("\"reserved\":", quantities.reserved),
+        ("\"committed\":", quantities.committed),
+        ("\"damaged\":", quantities.damaged),
+        ("\"quality_control\":", quantities.quality_control),
+        ("\"safety_stock\":", quantities.safety_stock),
+        ("\"incoming\":", quantities.incoming),
     ];
-    let mut json = String::with_capacity(48);
+    let mut digits = itoa::Buffer::new();
+    let mut json = String::with_capacity(64);
     json.push('{');
     for (name, value) in fields.iter().filter(|(_, value)| *value != 0) {
-        let _ = write!(json, "\"{name}\":{value},");
+        json.push_str(name);
+        json.push_str(digits.format(*value));
+        json.push(',');
     }
-    let _ = write!(json, "\"version\":{}}}", quantities.version);
+    json.push_str("\"version\":");
+    json.push_str(digits.format(quantities.version));
+    json.push('}');
     json
 }
 
