@@ -569,3 +569,52 @@ async fn a_rejection_is_answered_without_journaling() {
     );
     engine.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_ledger_panic_stops_the_writer_before_anything_is_journaled() {
+    // A snapshot whose expiry index names a reservation that does not exist: the ledger's own
+    // assertion fails on the first envelope of that tenant.
+    let store = DoubleStore::new();
+    let mut broken = stockflow_core::ledger::TenantLedger::default();
+    broken.expiries.insert((START, rid("ghost")));
+    let mut ledger = stockflow_core::ledger::Ledger::new();
+    ledger.tenants.insert(tenant(), broken);
+    store
+        .save_snapshot(&stockflow_store::Snapshot {
+            position: 0,
+            recorded_at: START,
+            ledger,
+        })
+        .unwrap();
+    let engine = open(&store, test_config()).await;
+    let answer = engine
+        .submit(tenant(), received("wms", 1, "A", 1), START.plus_seconds(1))
+        .await;
+    assert!(
+        matches!(&answer, Err(EngineError::Stopped(m)) if m.contains("panicked")),
+        "{answer:?}"
+    );
+    assert!(
+        journal(&*store).is_empty(),
+        "nothing of the batch was journaled"
+    );
+    let failure = engine.stopped().await.expect("a failure to report");
+    assert!(failure.contains("the ledger panicked"), "{failure}");
+    assert!(matches!(
+        engine.stats().shards[0].state,
+        ShardState::Failed(_)
+    ));
+    let later = engine
+        .submit(tenant(), received("wms", 2, "A", 1), START)
+        .await;
+    assert!(matches!(later, Err(EngineError::Stopped(_))), "{later:?}");
+    assert!(matches!(
+        engine.shutdown().await,
+        Err(EngineError::Stopped(_))
+    ));
+    assert_eq!(
+        store.latest_snapshot().unwrap().unwrap().position,
+        0,
+        "no snapshot of the broken state"
+    );
+}
