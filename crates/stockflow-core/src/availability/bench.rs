@@ -75,15 +75,21 @@ impl Default for RecomputeBench {
 impl RecomputeBench {
     /// Every channel configured differently.
     pub fn new() -> Self {
-        Self::build(false)
+        Self::build(false, true)
     }
 
     /// Channels of one kind configured alike.
     pub fn shared() -> Self {
-        Self::build(true)
+        Self::build(true, true)
     }
 
-    fn build(shared: bool) -> Self {
+    /// The same channels without any buffer (no policy, hold or signal): the cost of the ATS
+    /// computation and emission alone, to compare with.
+    pub fn without_buffers() -> Self {
+        Self::build(false, false)
+    }
+
+    fn build(shared: bool, buffers: bool) -> Self {
         let now = Timestamp::from_unix_seconds(1_800_000_000);
         let mut bench = RecomputeBench {
             availability: Availability::default(),
@@ -96,7 +102,10 @@ impl RecomputeBench {
             flip: true,
         };
         for command in bench.commands(shared) {
-            bench.apply(&command);
+            let is_buffer = !matches!(command, AvailabilityCommand::UpsertChannel(_));
+            if buffers || !is_buffer {
+                bench.apply(&command);
+            }
         }
         // A day of steady demand, then ten times that in the last hour: the dynamic policy is on.
         for minute in 0..(24 * 60) {
@@ -108,12 +117,14 @@ impl RecomputeBench {
             bench.availability.record_demand(&bench.sku, None, 1, at);
         }
         bench.settle();
-        bench.apply(&AvailabilityCommand::RecordSignal(Signal {
-            sku: bench.sku.clone(),
-            source: id::<SourceId>("influencer-feed"),
-            multiplier: Ratio::whole(8),
-            duration_seconds: 7_200,
-        }));
+        if buffers {
+            bench.apply(&AvailabilityCommand::RecordSignal(Signal {
+                sku: bench.sku.clone(),
+                source: id::<SourceId>("influencer-feed"),
+                multiplier: Ratio::whole(8),
+                duration_seconds: 7_200,
+            }));
+        }
         bench
     }
 
@@ -205,6 +216,7 @@ impl RecomputeBench {
             });
         }
         commands.push(AvailabilityCommand::SetSkuAttributes {
+            // (Selects nothing here; it keeps attribute look-ups on the measured path.)
             items: vec![SkuAttributesItem {
                 sku: self.sku.clone(),
                 attributes: SkuAttributes {

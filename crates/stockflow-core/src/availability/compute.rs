@@ -12,13 +12,16 @@
 //! channel-aware shares differ per channel, and those are worked out once per settings change.
 
 use super::SkuStock;
-use super::amount::Amount;
+use super::amount::{Amount, Percent};
 use super::holds::PlacedHold;
 use super::limits::{CHANNEL_LOCATIONS_MAX, LOCATIONS_MAX, POLICIES_MAX};
 use super::policy::{Strategy, WindowPhase};
 use super::state::{ChannelComponent, Compiled, CompiledChannel, SkuState, Want};
 use crate::ids::Sku;
 use crate::time::Timestamp;
+
+/// Available quantities up to this take the share fast path (no 128-bit arithmetic).
+const SHARE_FAST_MAX: i64 = i64::MAX / 10_000 - 10_000;
 
 /// What one SKU brings to the computation, gathered once per recompute.
 pub(super) struct SkuInputs<'a> {
@@ -207,50 +210,67 @@ impl ChannelResult {
 
     /// Takes what `want` asks (at one location, or across the channel's locations), up to what
     /// is left at each location.
-    #[inline]
+    #[inline(always)]
     pub fn take(&mut self, want: Want, location: Option<usize>) {
-        let range = match location {
-            Some(index) => index..index + 1,
-            None => 0..self.count,
+        let (start, end) = match location {
+            Some(index) => (index, index + 1),
+            None => (0, self.count),
         };
-        let available = &self.available[range.clone()];
-        let withheld = &mut self.withheld[range];
         match want.amount {
-            Amount::Percent(percent) if want.less <= 0 => {
-                for (available, withheld) in available.iter().zip(withheld) {
-                    let room = *available - *withheld;
-                    *withheld += percent.of_rounded_up(*available).min(room);
-                }
-            }
-            Amount::Percent(percent) => {
-                // Units already given back come off the lowest-priority locations first.
-                let mut asked = [0i64; CHANNEL_LOCATIONS_MAX];
-                for (ask, available) in asked.iter_mut().zip(available) {
-                    *ask = percent.of_rounded_up(*available);
-                }
-                let mut less = want.less;
-                for ask in asked[..available.len()].iter_mut().rev() {
-                    let cut = less.min(*ask);
-                    *ask -= cut;
-                    less -= cut;
-                }
-                for ((ask, available), withheld) in asked.iter().zip(available).zip(withheld) {
-                    *withheld += (*ask).min(*available - *withheld);
-                }
-            }
+            Amount::Percent(percent) if want.less <= 0 => self.take_share(percent, start, end),
+            Amount::Percent(percent) => self.take_share_less(percent, want.less, start, end),
             Amount::Units(units) => {
                 // Channel-wide units are taken from the locations in priority order.
                 let mut remaining = (units - want.less).max(0);
-                for (available, withheld) in available.iter().zip(withheld) {
-                    let taken = remaining.min(*available - *withheld);
-                    *withheld += taken;
+                for index in start..end {
+                    let taken = remaining.min(self.available[index] - self.withheld[index]);
+                    self.withheld[index] += taken;
                     remaining -= taken;
                 }
             }
         }
     }
 
+    /// A share of each location's available, rounded up, up to what is left there.
+    #[inline(always)]
+    fn take_share(&mut self, percent: Percent, start: usize, end: usize) {
+        let share = percent.basis_points().clamp(0, 10_000);
+        let end = end.min(CHANNEL_LOCATIONS_MAX);
+        for index in start..end {
+            let available = self.available[index];
+            let asked = if available <= SHARE_FAST_MAX {
+                // available >= 0 here: one multiplication and a division by a constant.
+                (available * share + 9_999) / 10_000
+            } else {
+                percent.of_rounded_up(available)
+            };
+            let room = available - self.withheld[index];
+            self.withheld[index] += asked.min(room);
+        }
+    }
+
+    /// A share less units already given back, which come off the lowest-priority locations
+    /// first (as-picked releases; rare).
+    fn take_share_less(&mut self, percent: Percent, less: i64, start: usize, end: usize) {
+        let mut asked = [0i64; CHANNEL_LOCATIONS_MAX];
+        let available = &self.available[start..end];
+        for (ask, available) in asked[start..end].iter_mut().zip(available) {
+            *ask = percent.of_rounded_up(*available);
+        }
+        let mut less = less;
+        for ask in asked[start..end].iter_mut().rev() {
+            let cut = less.min(*ask);
+            *ask -= cut;
+            less -= cut;
+        }
+        let withheld = &mut self.withheld[start..end];
+        for ((ask, available), withheld) in asked[start..end].iter().zip(available).zip(withheld) {
+            *withheld += (*ask).min(*available - *withheld);
+        }
+    }
+
     /// [`ChannelResult::take`], reporting the component to `sink`.
+    #[inline(always)]
     fn take_into<S: Sink>(
         &mut self,
         sink: &mut S,

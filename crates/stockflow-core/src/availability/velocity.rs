@@ -199,10 +199,20 @@ pub(crate) fn exp_negative(x: f64) -> f64 {
     }
     let whole = x.floor();
     let fraction = x - whole;
-    // Taylor series of exp(-f) on [0, 1): 18 terms bring the error under 1e-16.
+    // Taylor series of exp(-f) on [0, 1): 18 terms bring the error under 1e-16. Multiplying
+    // by the reciprocals (constants) instead of dividing keeps it cheap and as exact.
+    const RECIPROCALS: [f64; 18] = {
+        let mut table = [0.0; 18];
+        let mut n = 0;
+        while n < 18 {
+            table[n] = 1.0 / (n + 1) as f64;
+            n += 1;
+        }
+        table
+    };
     let mut series = 1.0;
-    for n in (1..=18).rev() {
-        series = 1.0 - fraction * series / n as f64;
+    for reciprocal in RECIPROCALS.iter().rev() {
+        series = 1.0 - fraction * series * reciprocal;
     }
     let mut result = series;
     let mut base = EXP_MINUS_ONE;
