@@ -178,7 +178,7 @@ impl Availability {
             .iter()
             .map(|(channel, tracker)| (channel, tracker.effective_rate()))
             .collect();
-        let text = serde_json::to_vec(&(&self.channels, &self.policies, rates))
+        let text = serde_json::to_vec(&(&self.channels, &self.rules, &self.policies, rates))
             .expect("settings serialise");
         let digest = Sha256::digest(&text);
         let mut bytes = [0u8; 8];

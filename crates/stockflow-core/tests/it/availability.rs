@@ -1631,3 +1631,32 @@ mod through_the_ledger {
         assert!(velocity.recent_units >= 100);
     }
 }
+
+#[test]
+fn changing_a_channels_policies_audits_the_buffers_it_gains_and_loses() {
+    let mut world = check(
+        Case {
+            policies: vec![
+                static_policy("five", Amount::Units(5)),
+                static_policy("ten", Amount::Percent(percent(10))),
+            ],
+            channels: vec![amazon(&["five"])],
+            ..Case::default()
+        },
+        &[("amazon", 95, 5, &[("five", 5)])],
+    );
+    world.command(upsert_channel(amazon(&["ten"]))).unwrap();
+    assert_eq!(world.numbers("SKU-1"), vec![("amazon".to_owned(), 90, 10)]);
+    let gained = world.buffer_changes("ten", "amazon");
+    let lost = world.buffer_changes("five", "amazon");
+    assert_eq!(gained.len(), 1);
+    assert_eq!(
+        (gained[0].0.as_str(), gained[0].1, gained[0].2),
+        ("buffer applied", 0, 10)
+    );
+    assert_eq!(
+        lost.last().map(|l| (l.0.as_str(), l.1, l.2)),
+        Some(("buffer released", 5, 0))
+    );
+    assert_eq!(world.last_emitted()[&("amazon".to_owned(), None)], 90);
+}
