@@ -62,6 +62,9 @@ async fn fill_pipeline(engine: &Engine, store: &DoubleStore, inputs: [Input; 3])
             .await;
         } else {
             eventually("the writer taking the request", || queue_depth(engine) == 0).await;
+            // The writer has taken the request; let it finish draining (the queue is empty, so
+            // the batch is this request alone) before the next one is queued.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
     answers
