@@ -16,6 +16,22 @@
 //! verify(store, ledger_config)        (replay from empty == snapshot + tail)
 //! ```
 //!
+//! # Wiring (what the server does)
+//!
+//! - Open a store (`SqliteStore::open(SqliteConfig::new(data_dir.join("stockflow.db")))`), keep
+//!   an `Arc<dyn Store>` clone for audit and incident queries (or use [`Engine::store_for`]).
+//! - Implement [`EffectSink`] without blocking: `try_send` availability changes to the channel
+//!   sync and incidents to alerts; coalesce or count what does not fit.
+//! - Install the Prometheus recorder, then call [`metrics::describe`].
+//! - `Engine::open(config, store, sink).await`; hand `engine.clone()` to the handlers; map
+//!   [`EngineError::Overloaded`] to 503 with Retry-After, `Storage` to 503, `ShuttingDown` to 503,
+//!   `Stopped` to 500; business refusals arrive as `Reply::Rejected` inside `Ok`.
+//! - Serve reads from [`Engine::reads`]; serve `/healthz` from [`Engine::stats`].
+//! - Select on [`Engine::stopped`] beside the shutdown signal; on SIGTERM call
+//!   [`Engine::shutdown`] after the HTTP server stops taking requests.
+//! - The binary should use mimalloc as its global allocator: the writer allocates what the
+//!   committer frees, which glibc's malloc handles poorly (see [`mod@bench`]).
+//!
 //! # Layout
 //!
 //! - [`engine`]: the [`Engine`] handle: open, submit, reads, stats, shutdown; shard routing.
@@ -28,7 +44,7 @@
 //! - [`clock`]: the [`Clock`] port (system and manual).
 //! - [`config`]: [`EngineConfig`] and its limits.
 //! - [`metrics`]: metric names (Prometheus conventions) and their descriptions.
-//! - [`bench`]: the in-process half of `stockflow bench ledger`.
+//! - [`mod@bench`]: the in-process half of `stockflow bench ledger`.
 //!
 //! [`Ledger`]: stockflow_core::ledger::Ledger
 
