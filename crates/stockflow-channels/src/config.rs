@@ -213,6 +213,13 @@ fn default_product_type() -> String {
 pub struct CostSettings {
     pub maximum: f64,
     pub restore_per_second: f64,
+    /// The least wait after a THROTTLED answer without Retry-After.
+    #[serde(default = "default_throttle_wait_min_ms")]
+    pub throttle_wait_min_ms: u64,
+}
+
+fn default_throttle_wait_min_ms() -> u64 {
+    1_000
 }
 
 impl Default for CostSettings {
@@ -220,6 +227,7 @@ impl Default for CostSettings {
         Self {
             maximum: 2_000.0,
             restore_per_second: 100.0,
+            throttle_wait_min_ms: default_throttle_wait_min_ms(),
         }
     }
 }

@@ -173,7 +173,8 @@ struct ChannelState {
     counters: Counters,
     verifications: BTreeMap<(Instant, u64), Verification>,
     verification_sequence: u64,
-    verifying: bool,
+    /// Values being read back right now.
+    verifying: usize,
     full_syncs: Vec<FullSyncTracker>,
 }
 
@@ -405,7 +406,7 @@ impl Channel {
                 counters: Counters::default(),
                 verifications: BTreeMap::new(),
                 verification_sequence: 0,
-                verifying: false,
+                verifying: 0,
                 full_syncs: Vec::new(),
             }),
             wake: Notify::new(),
@@ -495,7 +496,7 @@ impl Channel {
             queue_depth: state.queue.depth(),
             in_flight_keys: state.queue.in_flight_count(),
             oldest_pending_age_ms: lag.as_millis() as u64,
-            verifications_pending: state.verifications.len(),
+            verifications_pending: state.verifications.len() + state.verifying,
             offered: counters.offered,
             coalesced: counters.coalesced,
             stale: counters.stale,
@@ -643,7 +644,7 @@ fn next_step(channel: &Channel, calls_in_flight: usize, now: Instant) -> Step {
     let verify_at = state
         .verifications
         .first_key_value()
-        .filter(|_| !state.verifying)
+        .filter(|_| state.verifying == 0)
         .map(|((at, _), _)| *at);
     deadline = earliest(deadline, verify_at);
     if calls_in_flight >= settings.in_flight_max {
@@ -719,7 +720,9 @@ fn complete(
         stats::record_call(channel.id(), label);
     }
     for observation in &report.observations {
-        let drift = state.queue.observe(&observation.key, observation.found);
+        let drift = state
+            .queue
+            .observe(&observation.key, observation.found, observation.believed);
         if drift != 0 {
             state.counters.drift += 1;
             stats::record_drift(channel.id());
@@ -901,7 +904,7 @@ fn start_verification(
 ) {
     let due: Vec<Verification> = {
         let mut state = channel.state.lock().unwrap();
-        if state.verifying {
+        if state.verifying > 0 {
             return;
         }
         let mut due = Vec::new();
@@ -917,7 +920,7 @@ fn start_verification(
         if due.is_empty() {
             return;
         }
-        state.verifying = true;
+        state.verifying = due.len();
         due
     };
     let shared = shared.clone();
@@ -939,7 +942,7 @@ fn verify(
     let now = Instant::now();
     let mut events = Vec::new();
     let mut state = channel.state.lock().unwrap();
-    state.verifying = false;
+    state.verifying = 0;
     let values: HashMap<SyncKey, Option<i64>> = match read {
         Ok(values) => values.into_iter().map(|v| (v.key, v.quantity)).collect(),
         Err(error) => {
@@ -1017,7 +1020,7 @@ fn verify_one(
         Some(found) => {
             let missing = verification.quantity - found;
             if state.queue.orders_since(&key, verification.sent_at) >= missing {
-                state.queue.observe(&key, found);
+                state.queue.observe(&key, found, Some(found));
                 state.counters.verified += 1;
                 return None;
             }

@@ -23,12 +23,15 @@
 //! - [`bench`]: a synthetic load driver for the bench command.
 
 pub mod adapter;
+pub mod amazon;
 pub mod backoff;
 pub mod config;
 pub mod engine;
 pub mod fake;
+pub mod http;
 pub mod pacing;
 pub mod pending;
+pub mod shopify;
 pub mod stats;
 
 pub use adapter::{ChannelAdapter, FullSyncProgress, SyncKey};

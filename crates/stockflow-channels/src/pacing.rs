@@ -54,7 +54,17 @@ pub struct Gcra {
     /// One request's share of the rate (the smallest wait after a rejection).
     interval: Duration,
     not_before: Mutex<Option<Instant>>,
+    /// Set by a rejection, cleared by the next success: while set, calls go one at a time, so
+    /// that calls queued behind a rejection do not all arrive while the platform still refuses.
+    probing: std::sync::atomic::AtomicBool,
+    probe: tokio::sync::Mutex<()>,
+    /// When the platform last refused; calls stay one at a time until it has been quiet for
+    /// [`PROBE_QUIET`].
+    rejected_at: Mutex<Option<Instant>>,
 }
+
+/// How long after the last rejection calls go one at a time.
+const PROBE_QUIET: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Gcra {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,6 +90,43 @@ impl Gcra {
             clock,
             interval,
             not_before: Mutex::new(None),
+            probing: std::sync::atomic::AtomicBool::new(false),
+            probe: tokio::sync::Mutex::new(()),
+            rejected_at: Mutex::new(None),
+        }
+    }
+
+    /// Waits out a hold-off that began after the share was taken, and while the platform has
+    /// recently refused, lets one call through at a time. Hold the guard until the answer.
+    pub async fn clear(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let guard = if self.probing.load(std::sync::atomic::Ordering::Acquire) {
+            Some(self.probe.lock().await)
+        } else {
+            None
+        };
+        loop {
+            let blocked = self
+                .not_before
+                .lock()
+                .unwrap()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            match blocked.filter(|w| !w.is_zero()) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return guard,
+            }
+        }
+    }
+
+    /// The platform took a call: back to concurrent calls.
+    pub fn succeeded(&self) {
+        let quiet = self
+            .rejected_at
+            .lock()
+            .unwrap()
+            .is_none_or(|at| at.elapsed() >= PROBE_QUIET);
+        if quiet {
+            self.probing
+                .store(false, std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -111,6 +158,9 @@ impl Gcra {
 
     /// The platform said no call before `after` from now.
     pub fn hold_off(&self, after: Duration) {
+        self.probing
+            .store(true, std::sync::atomic::Ordering::Release);
+        *self.rejected_at.lock().unwrap() = Some(Instant::now());
         let until = Instant::now() + after;
         let mut not_before = self.not_before.lock().unwrap();
         if not_before.is_none_or(|at| at < until) {
@@ -132,6 +182,9 @@ pub struct ThrottleStatus {
 #[derive(Debug)]
 pub struct CostBucket {
     state: Mutex<CostState>,
+    /// The least wait after a throttled answer: the status that comes with it may say capacity
+    /// is back sooner than the platform will let a call through.
+    throttle_wait_min: Duration,
 }
 
 #[derive(Debug)]
@@ -170,9 +223,10 @@ impl CostState {
 impl CostBucket {
     /// A full bucket of `maximum` points restoring `restore_rate` per second (what the plan is
     /// believed to be until the first answer says otherwise).
-    pub fn new(maximum: f64, restore_rate: f64) -> Self {
+    pub fn new(maximum: f64, restore_rate: f64, throttle_wait_min: Duration) -> Self {
         assert!(maximum > 0.0 && restore_rate > 0.0);
         Self {
+            throttle_wait_min,
             state: Mutex::new(CostState {
                 maximum,
                 available: maximum,
@@ -234,7 +288,9 @@ impl CostBucket {
         }
         let missing = (cost.min(state.maximum) - state.available).max(0.0);
         let refill = Duration::from_secs_f64(missing / state.restore_rate);
-        let wait = refill.max(retry_after.unwrap_or_default());
+        let wait = refill
+            .max(retry_after.unwrap_or_default())
+            .max(self.throttle_wait_min);
         let until = now + wait;
         if state.not_before.is_none_or(|at| at < until) {
             state.not_before = Some(until);
@@ -278,7 +334,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn cost_bucket_waits_for_points_and_follows_the_platform() {
-        let bucket = CostBucket::new(100.0, 10.0);
+        let bucket = CostBucket::new(100.0, 10.0, Duration::ZERO);
         let start = Instant::now();
         bucket.acquire(100.0).await;
         assert_eq!(Instant::now(), start);

@@ -518,11 +518,15 @@ impl PendingQueue {
     }
 
     /// The channel was read: it shows `found`. Returns the difference to what was believed (0:
-    /// no drift). Orders we were told about are already in the belief, so any difference is
-    /// drift.
-    pub fn observe(&mut self, key: &SyncKey, found: i64) -> i64 {
+    /// no drift). Orders we were told about are already in the belief, so a difference is drift
+    /// unless `also_expected` (what the adapter expected when it read, which may know of a value
+    /// it sent whose answer was lost) matches.
+    pub fn observe(&mut self, key: &SyncKey, found: i64, also_expected: Option<i64>) -> i64 {
         let state = self.keys.entry(key.clone()).or_default();
-        let drift = state.believed.map_or(0, |believed| believed - found);
+        let drift = match state.believed {
+            Some(believed) if believed != found && also_expected != Some(found) => believed - found,
+            _ => 0,
+        };
         state.believed = Some(found);
         self.reindex_if_ready(key);
         drift
@@ -766,7 +770,8 @@ mod tests {
         assert_eq!(queue.believed(&a), Some(8));
         assert_eq!(queue.orders_since(&a, now), 2);
         assert_eq!(queue.orders_since(&a, later + Duration::from_millis(1)), 0);
-        assert_eq!(queue.observe(&a, 7), 1);
-        assert_eq!(queue.believed(&a), Some(7));
+        assert_eq!(queue.observe(&a, 7, None), 1);
+        assert_eq!(queue.observe(&a, 5, Some(5)), 0);
+        assert_eq!(queue.believed(&a), Some(5));
     }
 }

@@ -2,5 +2,7 @@
 //! clock), and each adapter end to end through real HTTP against the sandboxes of
 //! stockflow-sim.
 
+mod amazon;
 mod engine;
+mod shopify;
 mod support;

@@ -52,7 +52,7 @@ pub fn settings(batch_max: usize, linger_ms: u64) -> EngineSettings {
 
 pub fn retry() -> RetrySettings {
     RetrySettings {
-        attempts_max: 3,
+        attempts_max: 8,
         base_ms: 100,
         cap_ms: 1_000,
         slow_interval_ms: 30_000,
@@ -86,4 +86,12 @@ pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     condition()
+}
+
+/// Installs rustls' ring provider once per process (the binary does it in production).
+pub fn install_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
