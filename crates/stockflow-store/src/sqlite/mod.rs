@@ -8,7 +8,7 @@
 //! reads: WAL lets them read while the writer writes).
 
 mod query;
-pub mod rows;
+mod rows;
 pub mod schema;
 
 use crate::codec;

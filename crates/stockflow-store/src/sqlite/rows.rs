@@ -138,7 +138,7 @@ pub fn change_from_columns(
     serde_json::from_value(Value::Object(object)).map_err(decode_error)
 }
 
-/// Reads one audit row (columns in the order of [`super::AUDIT_COLUMNS`]).
+/// Reads one audit row (columns in the order of `AUDIT_COLUMNS`).
 pub fn audit_from_row(row: &rusqlite::Row<'_>) -> Result<(u64, String, AuditEntry), StoreError> {
     let get = |e: rusqlite::Error| StoreError::backend("reading an audit row", e);
     let id: i64 = row.get(0).map_err(get)?;
@@ -241,7 +241,7 @@ pub fn incident_kind_name(kind: IncidentKind) -> Result<String, StoreError> {
     }
 }
 
-/// Reads one incident row (columns in the order of [`super::INCIDENT_COLUMNS`]).
+/// Reads one incident row (columns in the order of `INCIDENT_COLUMNS`).
 pub fn incident_from_row(row: &rusqlite::Row<'_>) -> Result<(u64, String, Incident), StoreError> {
     let get = |e: rusqlite::Error| StoreError::backend("reading an incident row", e);
     let id: i64 = row.get(0).map_err(get)?;
