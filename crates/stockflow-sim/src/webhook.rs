@@ -4,7 +4,8 @@
 //! each SKU was told.
 //!
 //! The body is one update, `{"sku": "SKU-1", "quantity": 5, "location": "east"}`, or several,
-//! `{"items": [{"sku", "quantity", "location"?}, ...]}`; other fields are kept but not read.
+//! `{"items": [{"sku", "quantity", "location"?}, ...]}`; `available_to_sell` is read when
+//! `quantity` is absent; other fields are kept but not read.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -283,8 +284,10 @@ fn update(item: &Json) -> Result<Update, String> {
         .and_then(Json::as_str)
         .filter(|sku| !sku.is_empty());
     let sku = sku.ok_or("each update needs a non-empty sku")?;
+    // Senders that name the number `available_to_sell` are understood too.
     let quantity = item
         .get("quantity")
+        .or_else(|| item.get("available_to_sell"))
         .and_then(Json::as_i64)
         .ok_or("each update needs a whole-number quantity")?;
     let location = match item.get("location") {
