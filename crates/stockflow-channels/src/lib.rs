@@ -33,6 +33,8 @@ pub mod pacing;
 pub mod pending;
 pub mod shopify;
 pub mod stats;
+pub mod tiktok;
+pub mod webhook;
 
 pub use adapter::{ChannelAdapter, FullSyncProgress, SyncKey};
 pub use config::{ChannelConfig, SyncConfig};

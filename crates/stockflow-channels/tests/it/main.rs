@@ -6,3 +6,5 @@ mod amazon;
 mod engine;
 mod shopify;
 mod support;
+mod tiktok;
+mod webhook;
