@@ -24,6 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Ok(clients) = std::env::var("BENCH_CLIENTS") {
             config.bench.clients = clients.parse()?;
         }
+        if let Ok(events) = std::env::var("BENCH_BATCH_EVENTS") {
+            config.bench.engine.batch_events_max = events.parse()?;
+        }
         println!("{}", bench::durable_events(config).await?);
     }
     if which == "ledger" {
