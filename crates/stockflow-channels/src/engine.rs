@@ -220,7 +220,7 @@ struct StopOnDrop(watch::Sender<bool>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.send(true);
+        self.0.send_replace(true);
     }
 }
 
@@ -303,6 +303,19 @@ impl SyncEngine {
         Ok(())
     }
 
+    /// What the channel is known to show, from outside the engine (values acknowledged before a
+    /// restart, a catalogue the channel was seeded with): used for compare-and-set and for
+    /// priority until a read or an acknowledgement says otherwise. A wrong value costs one
+    /// compare-and-set repair on Shopify, nothing elsewhere.
+    pub fn prime(&self, channel: &ChannelId, values: &[(SyncKey, i64)]) -> Result<(), SyncError> {
+        let channel = self.channel(channel)?;
+        let mut state = channel.state.lock().unwrap();
+        for (key, quantity) in values {
+            state.queue.prime(key, *quantity);
+        }
+        Ok(())
+    }
+
     fn channel(&self, id: &ChannelId) -> Result<&Arc<Channel>, SyncError> {
         self.shared
             .channels
@@ -373,7 +386,7 @@ impl SyncEngine {
     /// Stops dispatching, lets calls in flight finish for up to `grace`, then stops the workers.
     /// Keys still waiting are reported in the returned stats.
     pub async fn shutdown(&self, grace: Duration) -> Vec<ChannelStats> {
-        let _ = self.shared.shutdown.send(true);
+        self.shared.shutdown.send_replace(true);
         for channel in self.shared.channels.values() {
             channel.wake.notify_one();
         }

@@ -19,6 +19,7 @@
 //! - [`stats`]: per-channel counters, latency histograms, the `metrics` names.
 //! - [`http`]: the HTTP client, bounded bodies, Retry-After, error mapping.
 //! - [`shopify`], [`amazon`], [`tiktok`], [`webhook`]: the platform adapters.
+//! - [`setup`]: from configuration to adapters and a running engine.
 //! - [`fake`]: an in-memory adapter that keeps a channel's rules, for tests.
 //! - [`bench`]: a synthetic load driver for the bench command.
 
@@ -31,6 +32,7 @@ pub mod fake;
 pub mod http;
 pub mod pacing;
 pub mod pending;
+pub mod setup;
 pub mod shopify;
 pub mod stats;
 pub mod tiktok;
@@ -39,4 +41,5 @@ pub mod webhook;
 pub use adapter::{ChannelAdapter, FullSyncProgress, SyncKey};
 pub use config::{ChannelConfig, SyncConfig};
 pub use engine::{ChannelSpec, SyncEngine, SyncError, SyncEvent, WallClock};
+pub use setup::StartError;
 pub use stats::ChannelStats;

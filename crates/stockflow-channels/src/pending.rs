@@ -505,6 +505,15 @@ impl PendingQueue {
         self.delayed.insert((retry_at, key.clone()));
     }
 
+    /// The channel is known to show `quantity` (see `SyncEngine::prime`).
+    pub fn prime(&mut self, key: &SyncKey, quantity: i64) {
+        if !self.keys.contains_key(key) && self.keys.len() >= self.limits.keys_max {
+            return;
+        }
+        self.keys.entry(key.clone()).or_default().believed = Some(quantity);
+        self.reindex_if_ready(key);
+    }
+
     /// Attempts in the current failure series of a key.
     pub fn attempts(&self, key: &SyncKey) -> u32 {
         self.keys.get(key).map_or(0, |state| state.attempts)

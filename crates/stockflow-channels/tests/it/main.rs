@@ -4,6 +4,7 @@
 
 mod amazon;
 mod engine;
+mod setup;
 mod shopify;
 mod support;
 mod tiktok;
