@@ -525,6 +525,12 @@ impl Channel {
             last_error: counters.last_error.clone(),
             key_errors: state.queue.errors(KEY_ERRORS_LISTED),
             propagation_latency: counters.propagation.percentiles(),
+            zero_latency: counters.zero.percentiles(),
+            under_1s_share: if counters.acknowledged == 0 {
+                0.0
+            } else {
+                counters.under_1s as f64 / counters.acknowledged as f64
+            },
             internal_latency: counters.internal.percentiles(),
         }
     }
@@ -779,6 +785,12 @@ fn complete(
                     .acknowledge(&entry.key, quantity, entry.position, dispatched_at);
                 state.counters.acknowledged += 1;
                 state.counters.propagation.record(latency);
+                if quantity == 0 {
+                    state.counters.zero.record(latency);
+                }
+                if latency < Duration::from_secs(1) {
+                    state.counters.under_1s += 1;
+                }
                 stats::record_propagation(channel.id(), latency);
                 track(&mut state, &entry.key, entry.position, false);
                 if queued {

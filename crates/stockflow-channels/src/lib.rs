@@ -7,6 +7,33 @@
 //! latency budget, retries with backoff, and measures the time from the causing input to the
 //! channel's acknowledgement.
 //!
+//! # Wiring (the server)
+//!
+//! - At start: install rustls' ring provider, parse `[channels.<id>]` into [`SyncConfig`],
+//!   `SyncEngine::from_config`, then `prime` each channel with what it last acknowledged (if
+//!   kept) and `full_sync` a new channel with the whole catalogue.
+//! - After each commit of the writer: `offer(&outcome.availability)` from the effect sink (it
+//!   never blocks). Channel orders heard by webhook: `order_seen(channel, sku, location, units)`
+//!   beside the reservation.
+//! - `stats()` for `/v1/channels`-like views, `subscribe()` for the dashboard, `read_back` for
+//!   reconciliation, `shutdown(grace)` on SIGTERM. Metrics go through the `metrics` facade.
+//!
+//! # Architecture invariants
+//!
+//! - A key is sent only its newest known value; a value with a lower position than one known
+//!   for the key is ignored; at most one call per key is in flight, so values land in position
+//!   order (DESIGN.md invariant 5). A retry, a compare-and-set repair and a verification repair
+//!   all send the newest value, never the one that failed.
+//! - Nothing is dropped silently: a refused entry stays pending with the platform's code (stats,
+//!   metrics, events) and is retried on a slow cadence; a new key refused because the queue is
+//!   full is counted as `queue_full` and reported.
+//! - No call leaves before the platform said capacity is back (Retry-After, throttleStatus, a
+//!   second after a 429 without a hint), and after a rejection calls go one at a time until the
+//!   platform has been quiet for a while.
+//! - Adapters never read the ledger or the store: they know the platform and the engine's
+//!   belief of what the platform shows.
+//! - Credentials are [`config::Secret`]: redacted in `Debug`, never logged.
+//!
 //! # Layout
 //!
 //! - [`config`]: the channels' configuration (serde, for the server's TOML) and its validation.
@@ -21,11 +48,13 @@
 //! - [`shopify`], [`amazon`], [`tiktok`], [`webhook`]: the platform adapters.
 //! - [`setup`]: from configuration to adapters and a running engine.
 //! - [`fake`]: an in-memory adapter that keeps a channel's rules, for tests.
-//! - [`bench`]: a synthetic load driver for the bench command.
+//! - [`bench`]: a synthetic load driver for the bench command (`examples/sync_bench.rs` runs it
+//!   against the sandboxes).
 
 pub mod adapter;
 pub mod amazon;
 pub mod backoff;
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod fake;

@@ -134,6 +134,9 @@ pub struct Counters {
     pub errors: BTreeMap<String, u64>,
     pub last_error: Option<LastError>,
     pub propagation: LatencyHistogram,
+    /// Propagation latency of acknowledged drops to zero.
+    pub zero: LatencyHistogram,
+    pub under_1s: u64,
     pub internal: LatencyHistogram,
 }
 
@@ -169,6 +172,10 @@ pub struct ChannelStats {
     /// Waiting keys with an error, most attempts first.
     pub key_errors: Vec<(SyncKey, KeyError)>,
     pub propagation_latency: Percentiles,
+    /// Drops to zero only: what prevents oversells.
+    pub zero_latency: Percentiles,
+    /// Share of acknowledgements within one second of the cause.
+    pub under_1s_share: f64,
     pub internal_latency: Percentiles,
 }
 
