@@ -174,6 +174,8 @@ impl Committer {
                 incidents: &a.outcome.incidents,
                 touched_skus: &a.outcome.touched_skus,
                 touched_reservations: &a.outcome.touched_reservations,
+                buffer_changes: a.outcome.buffer_changes,
+                audit_entries: a.outcome.audit.len(),
             })
             .collect();
         if effects.is_empty() {

@@ -65,7 +65,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineStats, ShardState, ShardStats};
 pub use error::EngineError;
-pub use reads::ReadModel;
+pub use reads::{ReadModel, TenantSettings};
 pub use recovery::{Recovered, VerifyReport, recover, verify};
 pub use sink::{EffectSink, Effects, NoopSink};
 pub use writer::Submitted;

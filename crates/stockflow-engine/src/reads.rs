@@ -9,8 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use stockflow_core::availability::SettingsView;
 use stockflow_core::envelope::Position;
-use stockflow_core::ids::{ReservationId, Sku, TenantId};
+use stockflow_core::ids::{LocationId, ReservationId, Sku, TenantId};
 use stockflow_core::ledger::SkuView;
 use stockflow_core::reservation::Reservation;
 
@@ -27,6 +28,7 @@ pub struct ReadModel {
 #[derive(Default)]
 struct TenantReads {
     skus: RwLock<BTreeMap<Sku, Arc<SkuView>>>,
+    settings: RwLock<Option<Arc<TenantSettings>>>,
     reservations: RwLock<HashMap<ReservationId, Arc<Reservation>>>,
 }
 
@@ -36,6 +38,17 @@ pub(crate) struct TenantUpdate {
     /// `None`: the SKU no longer has a view.
     pub skus: Vec<(Sku, Option<SkuView>)>,
     pub reservations: Vec<Reservation>,
+    /// Present when the batch changed the tenant's settings (or time may have expired a hold).
+    pub settings: Option<TenantSettings>,
+}
+
+/// A tenant's settings as of a commit: availability settings and the ledger's location priority.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TenantSettings {
+    pub availability: SettingsView,
+    pub location_priority: Vec<LocationId>,
+    /// The journal position these settings reflect.
+    pub position: Position,
 }
 
 /// Locks are held for map operations only, which cannot leave a map half-changed, so a lock
@@ -60,6 +73,12 @@ impl ReadModel {
     pub fn sku(&self, tenant: &TenantId, sku: &Sku) -> Option<Arc<SkuView>> {
         let tenant = self.tenant(tenant)?;
         read(&tenant.skus).get(sku).cloned()
+    }
+
+    /// The tenant's settings (channels, rules, policies, holds, location priority).
+    pub fn settings(&self, tenant: &TenantId) -> Option<Arc<TenantSettings>> {
+        let tenant = self.tenant(tenant)?;
+        read(&tenant.settings).clone()
     }
 
     pub fn reservation(&self, tenant: &TenantId, id: &ReservationId) -> Option<Arc<Reservation>> {
@@ -133,6 +152,9 @@ impl ReadModel {
                         None => skus.remove(&sku),
                     };
                 }
+            }
+            if let Some(settings) = update.settings {
+                *write(&reads.settings) = Some(Arc::new(settings));
             }
             if !update.reservations.is_empty() {
                 let mut reservations = write(&reads.reservations);

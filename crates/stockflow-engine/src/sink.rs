@@ -3,7 +3,7 @@
 
 use stockflow_core::envelope::Position;
 use stockflow_core::ids::{ReservationId, Sku, TenantId};
-use stockflow_core::outcome::{AtsChange, Incident};
+use stockflow_core::outcome::{AtsChange, BufferChanges, Incident};
 use stockflow_core::time::Timestamp;
 
 /// The effects of one applied envelope, after its batch was committed.
@@ -18,6 +18,10 @@ pub struct Effects<'a> {
     pub incidents: &'a [Incident],
     pub touched_skus: &'a [Sku],
     pub touched_reservations: &'a [ReservationId],
+    /// Buffers applied, grown, decayed or released (also among the audit entries).
+    pub buffer_changes: BufferChanges,
+    /// Audit entries the envelope wrote.
+    pub audit_entries: usize,
 }
 
 /// Receives the effects of every committed batch, in journal order.

@@ -11,7 +11,7 @@ use crate::committer::{Applied, Committer, Pending, ToCommitter, answer_all};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::metrics;
-use crate::reads::{ReadModel, TenantUpdate};
+use crate::reads::{ReadModel, TenantSettings, TenantUpdate};
 use crate::recovery::{self, panic_message};
 use crate::sink::EffectSink;
 use crate::snapshot::Snapshotter;
@@ -22,6 +22,7 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use stockflow_core::command::{Command, LedgerCommand};
 use stockflow_core::envelope::{Envelope, Input, Position};
 use stockflow_core::ids::TenantId;
 use stockflow_core::ledger::Ledger;
@@ -54,6 +55,23 @@ impl Request {
             Input::Events(events) => events.len().max(1),
             _ => 1,
         }
+    }
+}
+
+/// Whether an input can change what [`crate::reads::ReadModel::settings`] shows: a settings
+/// command, or a tick (holds and signals expire with time).
+fn changes_settings(input: &Input) -> bool {
+    match input {
+        Input::Tick => true,
+        Input::Command { command, .. } => !matches!(
+            command,
+            Command::Ledger(
+                LedgerCommand::Reserve(_)
+                    | LedgerCommand::Confirm { .. }
+                    | LedgerCommand::Release { .. }
+            )
+        ),
+        Input::Events(_) => false,
     }
 }
 
@@ -479,6 +497,10 @@ impl Writer {
         let mut seen_reservations = HashSet::new();
         for a in applied {
             let tenant = &a.envelope.tenant;
+            if a.journaled && changes_settings(&a.envelope.input) {
+                let update = updates.entry(tenant.clone()).or_default();
+                update.settings = self.settings_of(tenant, a.envelope.position);
+            }
             for sku in &a.outcome.touched_skus {
                 if seen_skus.insert((tenant, sku)) {
                     let view = self.ledger.sku_view_at(tenant, sku, self.recorded_at);
@@ -498,11 +520,21 @@ impl Writer {
         updates
     }
 
+    fn settings_of(&self, tenant: &TenantId, position: Position) -> Option<TenantSettings> {
+        let state = self.ledger.tenant(tenant)?;
+        Some(TenantSettings {
+            availability: state.availability.settings_view(self.recorded_at),
+            location_priority: state.location_priority.clone(),
+            position,
+        })
+    }
+
     /// Publishes every view of the ledger (after recovery).
     fn publish_everything(&self) {
         let mut updates: HashMap<TenantId, TenantUpdate> = HashMap::new();
         for (tenant, state) in &self.ledger.tenants {
             let update = updates.entry(tenant.clone()).or_default();
+            update.settings = self.settings_of(tenant, self.position);
             for sku in state.stock.keys() {
                 let view = self.ledger.sku_view_at(tenant, sku, self.recorded_at);
                 update.skus.push((sku.clone(), view));

@@ -1,1 +1,27 @@
-//! (being built)
+//! The stockflow service: the HTTP API of DESIGN.md section 5 in front of the single writer
+//! (`stockflow-engine`), the channel sync (`stockflow-channels`), metrics and configuration.
+//!
+//! # Layout
+//!
+//! - [`config`]: layered configuration (defaults, TOML, `STOCKFLOW_` environment, flags).
+//! - [`settings`]: channels and policies from the configuration file, as journaled commands.
+//! - [`app`]: starting and stopping the whole service ([`app::Server`]); what handlers share.
+//! - [`sink`]: the engine's effect sink: availability changes to the channel sync, counters.
+//! - [`api`]: the axum handlers, one module per resource, and the OpenAPI document.
+//! - [`wire`]: JSON shapes of the contract, parsed by hand into the core's types.
+//! - [`problem`]: RFC 9457 problem documents with stable codes.
+//! - [`json`]: the JSON body extractor that answers problem documents.
+//! - [`telemetry`]: the Prometheus recorder.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod json;
+pub mod problem;
+pub mod settings;
+pub mod sink;
+pub mod telemetry;
+pub mod wire;
+
+pub use app::{Server, ServerHandle};
+pub use config::Config;

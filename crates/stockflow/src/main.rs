@@ -1,1 +1,123 @@
-fn main() {}
+//! The `stockflow` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use stockflow_server::config::{Config, Overrides};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "stockflow",
+    version,
+    about = "Real-time inventory orchestration"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: CommandLine,
+}
+
+#[derive(Subcommand)]
+enum CommandLine {
+    /// Serve the HTTP API on the embedded store (SQLite in the data directory).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where the journal, snapshots and audit trail live.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A TOML configuration file (channels, policies, limits).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check that the state recovered from the latest snapshot and the journal equals a replay
+    /// of the whole journal from empty (the server must not be running on the same directory).
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STOCKFLOW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            CommandLine::Serve {
+                listen,
+                data_dir,
+                config,
+            } => serve(listen, data_dir, config).await,
+            CommandLine::Verify { data_dir } => verify(data_dir).await,
+        }
+    })
+}
+
+async fn serve(
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref(), &Overrides { listen, data_dir })?;
+    let server = stockflow_server::Server::start(config).await?;
+    println!("stockflow listening on {}", server.url());
+    server.run_until(shutdown_signal()).await
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+async fn verify(data_dir: PathBuf) -> anyhow::Result<()> {
+    let path = data_dir.join("stockflow.db");
+    anyhow::ensure!(path.exists(), "no journal at {}", path.display());
+    let store = stockflow_store::SqliteStore::open(stockflow_store::SqliteConfig::new(path))
+        .context("opening the journal")?;
+    let config = Config::load(None, &Overrides::default())?;
+    let ledger = stockflow_core::ledger::LedgerConfig {
+        held_events_per_source_max: config.ledger.held_events_per_source_max,
+        held_timeout_micros: (config.ledger.held_timeout_seconds as i64) * 1_000_000,
+    };
+    let report = tokio::task::spawn_blocking(move || stockflow_engine::verify(&store, &ledger))
+        .await
+        .context("verification panicked")??;
+    println!("{report:?}");
+    anyhow::ensure!(
+        report.is_consistent(),
+        "the state does not equal a replay of the journal"
+    );
+    println!("consistent: the snapshot + journal tail equal a full replay");
+    Ok(())
+}

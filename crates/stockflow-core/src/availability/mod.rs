@@ -106,6 +106,24 @@ use velocity::CancellationTracker;
 /// The stock of one SKU at every location that has held it, as the ledger keeps it.
 pub type SkuStock = BTreeMap<crate::ids::LocationId, Quantities>;
 
+/// A channel with its rules, as [`Availability::settings_view`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSettings {
+    pub config: ChannelConfig,
+    pub rules: ChannelRules,
+    /// The measured cancellation rate channel-aware policies use (`None` until measured).
+    pub cancellation_rate: Option<Percent>,
+}
+
+/// The availability settings of a tenant: what `GET /v1/channels`, `/v1/policies` and
+/// `/v1/buffers/holds` show.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub channels: Vec<ChannelSettings>,
+    pub policies: Vec<Policy>,
+    pub holds: Vec<PlacedHold>,
+}
+
 /// Channel, policy, attribute, hold and signal commands (journaled, so serialisable).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AvailabilityCommand {
@@ -249,6 +267,36 @@ impl Availability {
         self.skus.get(sku).map_or(Vec::new(), |s| {
             s.signals.iter().filter(|a| a.expires_at > now).collect()
         })
+    }
+
+    /// The tenant's availability settings as of `now`, for reading over HTTP: channels with their
+    /// rules, policies, and every hold still in force. Small (no per-SKU state but holds).
+    pub fn settings_view(&self, now: Timestamp) -> SettingsView {
+        let channels = self
+            .channels
+            .values()
+            .map(|config| ChannelSettings {
+                config: config.clone(),
+                rules: self.rules.get(&config.id).cloned().unwrap_or_default(),
+                cancellation_rate: self.cancellation_rate(&config.id),
+            })
+            .collect();
+        let holds = self
+            .holds
+            .iter()
+            .filter_map(|(id, sku)| {
+                self.holds_on(sku)
+                    .iter()
+                    .find(|placed| &placed.hold.id == id)
+            })
+            .filter(|placed| placed.hold.expires_at.is_none_or(|at| at > now))
+            .cloned()
+            .collect();
+        SettingsView {
+            channels,
+            policies: self.policies.values().cloned().collect(),
+            holds,
+        }
     }
 
     /// Demand of `sku` as the velocity tracker sees it at `now` (for alerts and dashboards).

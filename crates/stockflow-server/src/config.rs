@@ -1,0 +1,220 @@
+//! Configuration: defaults, then a TOML file, then `STOCKFLOW_`-prefixed environment variables
+//! (nested keys separated by `__`, e.g. `STOCKFLOW_HTTP__BODY_LIMIT_BYTES=1000000`), then the
+//! command line. Validated once at start; a bad value stops the start with a message naming it.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The top-level keys of [`Config`].
+const SECTIONS: [&str; 7] = [
+    "listen", "data_dir", "http", "engine", "ledger", "channels", "policies",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub engine: EngineSection,
+    pub ledger: LedgerSection,
+    /// Channels by id: inventory settings and adapter settings (see [`crate::settings`]).
+    #[serde(default)]
+    pub channels: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Buffer policies (see [`crate::settings`]).
+    #[serde(default)]
+    pub policies: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Bodies above this are refused with 413 before they are read whole.
+    pub body_limit_bytes: usize,
+    /// A request that takes longer is answered 503.
+    pub request_timeout_ms: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub concurrency_max: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Requests waiting for the writer; when full, new ones are answered 503 at once.
+    pub queue_capacity: usize,
+    /// Requests the writer takes into one batch (one journal transaction).
+    pub batch_requests_max: usize,
+    /// Events the writer takes into one batch.
+    pub batch_events_max: usize,
+    pub snapshot_every_positions: u64,
+    pub snapshot_every_seconds: u64,
+    pub snapshots_kept: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    pub held_events_per_source_max: usize,
+    pub held_timeout_seconds: u64,
+    /// TTL of a reservation that does not say.
+    pub reservation_ttl_seconds_default: u32,
+    /// Locations in the order they are tried for reservation lines without a location, when the
+    /// channel has no priority of its own.
+    pub location_priority: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            http: HttpConfig {
+                body_limit_bytes: 4 * 1024 * 1024,
+                request_timeout_ms: 10_000,
+                concurrency_max: 1024,
+            },
+            engine: EngineSection {
+                queue_capacity: 16_384,
+                batch_requests_max: 1024,
+                batch_events_max: 16_384,
+                snapshot_every_positions: 200_000,
+                snapshot_every_seconds: 300,
+                snapshots_kept: 3,
+            },
+            ledger: LedgerSection {
+                held_events_per_source_max: 1000,
+                held_timeout_seconds: 30,
+                reservation_ttl_seconds_default: 900,
+                location_priority: Vec::new(),
+            },
+            channels: Default::default(),
+            policies: Vec::new(),
+        }
+    }
+}
+
+/// What the command line says; each present value overrides the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only variables that name a configuration section are read, so that other STOCKFLOW_
+        // variables (test settings, the log filter) do not trip the unknown-key check.
+        let env = Env::prefixed("STOCKFLOW_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or("");
+            SECTIONS.contains(&top)
+        });
+        figment = figment.merge(env);
+        let mut config: Config = figment
+            .extract()
+            .map_err(|error| ConfigError(error.to_string()))?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(data_dir) = &overrides.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(bool, &str); 7] = [
+            (
+                self.http.body_limit_bytes >= 1024,
+                "http.body_limit_bytes must be at least 1024",
+            ),
+            (
+                self.http.concurrency_max >= 1,
+                "http.concurrency_max must be at least 1",
+            ),
+            (
+                self.engine.queue_capacity >= 1,
+                "engine.queue_capacity must be at least 1",
+            ),
+            (
+                self.engine.batch_requests_max >= 1,
+                "engine.batch_requests_max must be at least 1",
+            ),
+            (
+                self.engine.batch_events_max >= stockflow_core::envelope::EVENTS_PER_REQUEST_MAX,
+                "engine.batch_events_max must hold at least one full request (1000 events)",
+            ),
+            (
+                self.ledger.held_events_per_source_max >= 1,
+                "ledger.held_events_per_source_max must be at least 1",
+            ),
+            (
+                (1..=stockflow_core::command::RESERVATION_TTL_SECONDS_MAX)
+                    .contains(&self.ledger.reservation_ttl_seconds_default),
+                "ledger.reservation_ttl_seconds_default is out of range",
+            ),
+        ];
+        for (ok, message) in checks {
+            if !ok {
+                return Err(ConfigError(message.to_owned()));
+            }
+        }
+        for location in &self.ledger.location_priority {
+            stockflow_core::ids::LocationId::parse(location.clone())
+                .map_err(|error| ConfigError(format!("ledger.location_priority: {error}")))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_a_file_overrides_them() {
+        Config::default().validate().unwrap();
+        let dir = std::env::temp_dir().join(format!("stockflow-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("stockflow.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\n[http]\nbody_limit_bytes = 2048\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.http.body_limit_bytes, 2048);
+        assert_eq!(config.http.request_timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn an_unknown_key_or_a_bad_value_names_itself() {
+        let dir = std::env::temp_dir().join(format!("stockflow-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("stockflow.toml");
+        std::fs::write(&file, "[http]\nbody_limit_byte = 2048\n").unwrap();
+        let error = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(error.0.contains("body_limit_byte"), "{error}");
+        std::fs::write(&file, "[http]\nbody_limit_bytes = 10\n").unwrap();
+        let error = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(error.0.contains("body_limit_bytes"), "{error}");
+    }
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the HTTP API: each test starts a real server on 127.0.0.1:0 with its own
+//! data directory and talks to it with reqwest.
+
+mod api;
+mod support;
