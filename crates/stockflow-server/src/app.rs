@@ -154,6 +154,9 @@ impl Server {
             started_at: wall_clock(),
         };
         configured.apply(&state).await?;
+        if let Some(sync) = &state.sync {
+            crate::syncstate::resume(&state, sync.clone()).await?;
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

@@ -7,6 +7,7 @@
 //! - [`settings`]: channels and policies from the configuration file, as journaled commands.
 //! - [`app`]: starting and stopping the whole service ([`app::Server`]); what handlers share.
 //! - [`sink`]: the engine's effect sink: availability changes to the channel sync, counters.
+//! - [`syncstate`]: what channels acknowledged, kept across restarts; resuming the sync.
 //! - [`api`]: the axum handlers, one module per resource, and the OpenAPI document.
 //! - [`wire`]: JSON shapes of the contract, parsed by hand into the core's types.
 //! - [`problem`]: RFC 9457 problem documents with stable codes.
@@ -20,6 +21,7 @@ pub mod json;
 pub mod problem;
 pub mod settings;
 pub mod sink;
+pub mod syncstate;
 pub mod telemetry;
 pub mod wire;
 
