@@ -35,6 +35,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub prometheus: PrometheusHandle,
     pub live: Arc<Live>,
+    /// First full syncs of new channels and their progress.
+    pub full_syncs: Arc<crate::syncstate::FullSyncs>,
     pub started_at: Timestamp,
 }
 
@@ -137,8 +139,21 @@ impl Server {
             ))
         };
         let live = Arc::new(Live::default());
+        let full_syncs = Arc::new(crate::syncstate::FullSyncs::default());
+        let acknowledged = crate::syncstate::Acknowledged::load(&config.data_dir)?;
+        let new_channels: Vec<_> = configured
+            .sync
+            .channels
+            .iter()
+            .filter(|(id, _)| acknowledged.is_new(id))
+            .map(|(id, channel)| (channel.tenant().clone(), id.clone()))
+            .collect();
+        for (_, channel) in &new_channels {
+            full_syncs.hold(channel.clone());
+        }
         let sink = Arc::new(ServerSink {
             sync: sync.clone(),
+            full_syncs: full_syncs.clone(),
             live: live.clone(),
         });
         let engine = Engine::open(engine_config(&config), store.clone(), sink)
@@ -151,11 +166,12 @@ impl Server {
             config: config.clone(),
             prometheus,
             live,
+            full_syncs,
             started_at: wall_clock(),
         };
         configured.apply(&state).await?;
         if let Some(sync) = &state.sync {
-            crate::syncstate::resume(&state, sync.clone()).await?;
+            crate::syncstate::resume(&state, sync.clone(), acknowledged, new_channels).await?;
         }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -200,6 +216,7 @@ async fn serve(
         .context("stopping the writer")?;
     if let Some(sync) = &state.sync {
         sync.shutdown(Duration::from_secs(5)).await;
+        state.full_syncs.flush().await;
     }
     if let Some(failure) = state.engine.stopped().await {
         anyhow::bail!("the writer stopped: {failure}");

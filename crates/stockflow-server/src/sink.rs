@@ -31,6 +31,8 @@ pub fn describe_metrics() {
 
 pub struct ServerSink {
     pub sync: Option<Arc<SyncEngine>>,
+    /// Holds back the changes of channels in their first full sync.
+    pub full_syncs: Arc<crate::syncstate::FullSyncs>,
     pub live: Arc<crate::app::Live>,
 }
 
@@ -42,7 +44,10 @@ impl EffectSink for ServerSink {
             if let Some(sync) = &self.sync
                 && !effect.availability.is_empty()
             {
-                sync.offer(effect.availability);
+                match self.full_syncs.filter(effect.availability) {
+                    None => sync.offer(effect.availability),
+                    Some(rest) => sync.offer(&rest),
+                }
             }
             let changes = effect.buffer_changes;
             for (kind, count) in [

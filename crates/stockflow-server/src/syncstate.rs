@@ -11,14 +11,16 @@
 use crate::app::AppState;
 use anyhow::Context;
 use rusqlite::{Connection, params};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use stockflow_channels::{SyncEngine, SyncEvent, SyncKey};
+use stockflow_channels::{FullSyncProgress, SyncEngine, SyncEvent, SyncKey};
 use stockflow_core::ids::{ChannelId, LocationId, Sku, TenantId};
 use stockflow_core::outcome::AtsChange;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 /// Acknowledgements written per transaction at most.
 const WRITE_BATCH_MAX: usize = 4096;
@@ -26,6 +28,259 @@ const WRITE_BATCH_MAX: usize = 4096;
 const WRITE_INTERVAL: Duration = Duration::from_millis(250);
 
 type AckKey = (ChannelId, Sku, Option<LocationId>);
+
+/// A channel that never acknowledged anything gets the whole catalogue through its bulk path
+/// (Amazon's listings feed; Shopify's 250-quantity calls) once it has at least this many keys.
+const FULL_SYNC_KEYS_MIN: usize = 100;
+
+/// First full syncs of new channels: their progress, and the changes held back while they run.
+///
+/// A channel that never acknowledged anything gets the whole catalogue through its bulk path.
+/// From the moment the server starts until that sync ends, the channel's changes from the
+/// ledger are held (one per key, the newest) instead of being sent one by one beside the bulk
+/// path; when it ends, the held values that differ from what the bulk path sent are offered.
+#[derive(Default)]
+pub struct FullSyncs {
+    any_holding: AtomicBool,
+    inner: std::sync::Mutex<FullSyncsInner>,
+    /// The task that records acknowledgements: told to write what it holds and stop.
+    follower: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
+}
+
+#[derive(Default)]
+struct FullSyncsInner {
+    holding: HashMap<ChannelId, HashMap<SyncKey, AtsChange>>,
+    progress: BTreeMap<ChannelId, watch::Receiver<FullSyncProgress>>,
+}
+
+impl FullSyncs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FullSyncsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds the channel's changes until [`FullSyncs::release`].
+    pub fn hold(&self, channel: ChannelId) {
+        self.lock().holding.entry(channel).or_default();
+        self.any_holding.store(true, Ordering::Release);
+    }
+
+    /// From the effect sink: keeps the changes of held channels and answers the others, or
+    /// `None` when nothing is held (offer everything: the common case, without a lock).
+    pub fn filter(&self, changes: &[AtsChange]) -> Option<Vec<AtsChange>> {
+        if !self.any_holding.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut inner = self.lock();
+        let mut rest = Vec::new();
+        for change in changes {
+            match inner.holding.get_mut(&change.channel) {
+                Some(held) => {
+                    let key = SyncKey::new(change.sku.clone(), change.location.clone());
+                    held.insert(key, change.clone());
+                }
+                None => rest.push(change.clone()),
+            }
+        }
+        Some(rest)
+    }
+
+    /// Stops holding the channel's changes and returns those held.
+    fn release(&self, channel: &ChannelId) -> Vec<AtsChange> {
+        let mut inner = self.lock();
+        let held = inner.holding.remove(channel).unwrap_or_default();
+        self.any_holding
+            .store(!inner.holding.is_empty(), Ordering::Release);
+        held.into_values().collect()
+    }
+
+    /// Writes the acknowledgements not yet recorded and stops recording (at shutdown, after the
+    /// channel sync stopped).
+    pub async fn flush(&self) {
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((stop, task)) = follower {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+
+    /// Every full sync of this process, by channel.
+    pub fn progress(&self) -> BTreeMap<ChannelId, FullSyncProgress> {
+        let inner = self.lock();
+        inner
+            .progress
+            .iter()
+            .map(|(channel, progress)| (channel.clone(), progress.borrow().clone()))
+            .collect()
+    }
+}
+
+/// What each channel acknowledged before this start, and the channels whose record is
+/// incomplete. Read before the engine opens, so that new channels are held from the start.
+pub struct Acknowledged {
+    known: HashMap<AckKey, i64>,
+    unreliable: Vec<ChannelId>,
+}
+
+impl Acknowledged {
+    pub fn load(data_dir: &Path) -> anyhow::Result<Acknowledged> {
+        let (known, unreliable) = load(&data_dir.join("sync.db"))?;
+        Ok(Acknowledged { known, unreliable })
+    }
+
+    /// A channel that never acknowledged anything.
+    pub fn is_new(&self, channel: &ChannelId) -> bool {
+        !self.known.keys().any(|(c, _, _)| c == channel)
+    }
+}
+
+/// Primes the sync with what was acknowledged, offers what differs, runs the first full sync of
+/// new channels, and starts the task that keeps the record up to date.
+pub async fn resume(
+    state: &AppState,
+    sync: Arc<SyncEngine>,
+    acknowledged: Acknowledged,
+    new_channels: Vec<(TenantId, ChannelId)>,
+) -> anyhow::Result<()> {
+    let path = state.config.data_dir.join("sync.db");
+    let events = sync.subscribe();
+    let Acknowledged { known, unreliable } = acknowledged;
+    for (channel, values) in group_by_channel(&known) {
+        if !unreliable.contains(&channel) {
+            let _ = sync.prime(&channel, &values);
+        }
+    }
+    let is_new = |channel: &ChannelId| new_channels.iter().any(|(_, c)| c == channel);
+    let changes: Vec<AtsChange> = differences(state, &known, &unreliable)
+        .into_iter()
+        .filter(|c| !is_new(&c.channel))
+        .collect();
+    if !changes.is_empty() {
+        tracing::info!(
+            keys = changes.len(),
+            "offering values the channels have not acknowledged"
+        );
+        for chunk in changes.chunks(1024) {
+            sync.offer(chunk);
+        }
+    }
+    for (tenant, channel) in new_channels {
+        tokio::spawn(first_full_sync(
+            state.clone(),
+            sync.clone(),
+            tenant,
+            channel,
+        ));
+    }
+    let connection = tokio::task::spawn_blocking(move || -> anyhow::Result<Connection> {
+        let connection = open(&path)?;
+        connection.execute("DELETE FROM unreliable", [])?;
+        Ok(connection)
+    })
+    .await??;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(follow(connection, events, stopped));
+    *state
+        .full_syncs
+        .follower
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some((stop, task));
+    Ok(())
+}
+
+/// The longest a first full sync waits for the ledger to finish applying a settings change to
+/// every SKU (until then the SKU views may not show the channel yet).
+const SWEEP_WAIT_MAX: Duration = Duration::from_secs(600);
+
+async fn first_full_sync(
+    state: AppState,
+    sync: Arc<SyncEngine>,
+    tenant: TenantId,
+    channel: ChannelId,
+) {
+    let deadline = tokio::time::Instant::now() + SWEEP_WAIT_MAX;
+    while state
+        .engine
+        .reads()
+        .settings(&tenant)
+        .is_some_and(|s| s.availability.sweeping)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let values: Vec<AtsChange> = differences(&state, &HashMap::new(), &[])
+        .into_iter()
+        .filter(|c| c.channel == channel)
+        .collect();
+    let sent: HashMap<SyncKey, i64> = values
+        .iter()
+        .map(|c| {
+            (
+                SyncKey::new(c.sku.clone(), c.location.clone()),
+                c.available_to_sell,
+            )
+        })
+        .collect();
+    if values.len() >= FULL_SYNC_KEYS_MIN {
+        match sync.full_sync(&channel, values) {
+            Ok(progress) => {
+                tracing::info!(%channel, keys = sent.len(), "first full sync of the channel");
+                state
+                    .full_syncs
+                    .lock()
+                    .progress
+                    .insert(channel.clone(), progress.clone());
+                log_progress(channel.clone(), progress).await;
+            }
+            Err(error) => {
+                tracing::warn!(%channel, %error, "the full sync could not start; values go one by one");
+                state.full_syncs.release(&channel);
+                return;
+            }
+        }
+    } else {
+        sync.offer(&values);
+    }
+    let held: Vec<AtsChange> = state
+        .full_syncs
+        .release(&channel)
+        .into_iter()
+        .filter(|c| {
+            sent.get(&SyncKey::new(c.sku.clone(), c.location.clone())) != Some(&c.available_to_sell)
+        })
+        .collect();
+    if !held.is_empty() {
+        tracing::info!(%channel, keys = held.len(), "offering values that changed during the full sync");
+        sync.offer(&held);
+    }
+}
+
+/// Logs a full sync's progress every few seconds until it finishes.
+async fn log_progress(channel: ChannelId, mut progress: watch::Receiver<FullSyncProgress>) {
+    let mut last_logged = tokio::time::Instant::now();
+    if progress.borrow_and_update().finished {
+        return;
+    }
+    while progress.changed().await.is_ok() {
+        let now = progress.borrow().clone();
+        if now.finished {
+            tracing::info!(%channel, done = now.done, failed = now.failed, total = now.total, error = ?now.error, "full sync finished");
+            return;
+        }
+        if last_logged.elapsed() >= Duration::from_secs(2) {
+            last_logged = tokio::time::Instant::now();
+            tracing::info!(%channel, done = now.done, failed = now.failed, total = now.total, "full sync in progress");
+        }
+    }
+}
 
 fn open(path: &Path) -> anyhow::Result<Connection> {
     let connection =
@@ -40,40 +295,6 @@ fn open(path: &Path) -> anyhow::Result<Connection> {
          CREATE TABLE IF NOT EXISTS unreliable (channel TEXT PRIMARY KEY);",
     )?;
     Ok(connection)
-}
-
-/// Loads what was acknowledged, primes the sync with it, offers what differs, and starts the
-/// task that keeps the file up to date.
-pub async fn resume(state: &AppState, sync: Arc<SyncEngine>) -> anyhow::Result<()> {
-    let path = state.config.data_dir.join("sync.db");
-    let events = sync.subscribe();
-    let (known, unreliable) = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || load(&path)).await??
-    };
-    for (channel, values) in group_by_channel(&known) {
-        if !unreliable.contains(&channel) {
-            let _ = sync.prime(&channel, &values);
-        }
-    }
-    let changes = differences(state, &known, &unreliable);
-    if !changes.is_empty() {
-        tracing::info!(
-            keys = changes.len(),
-            "offering values the channels have not acknowledged"
-        );
-        for chunk in changes.chunks(1024) {
-            sync.offer(chunk);
-        }
-    }
-    let connection = tokio::task::spawn_blocking(move || -> anyhow::Result<Connection> {
-        let connection = open(&path)?;
-        connection.execute("DELETE FROM unreliable", [])?;
-        Ok(connection)
-    })
-    .await??;
-    tokio::spawn(follow(connection, events));
-    Ok(())
 }
 
 fn load(path: &Path) -> anyhow::Result<(HashMap<AckKey, i64>, Vec<ChannelId>)> {
@@ -189,7 +410,11 @@ fn change(
 
 /// Follows acknowledgements and writes them in batches; notes a channel as unreliable when
 /// events were missed.
-async fn follow(connection: Connection, mut events: tokio::sync::broadcast::Receiver<SyncEvent>) {
+async fn follow(
+    connection: Connection,
+    mut events: tokio::sync::broadcast::Receiver<SyncEvent>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
     let connection = Arc::new(std::sync::Mutex::new(connection));
     let mut pending: HashMap<AckKey, (i64, u64)> = HashMap::new();
     let mut lagged = false;
@@ -214,6 +439,16 @@ async fn follow(connection: Connection, mut events: tokio::sync::broadcast::Rece
                 }
             },
             _ = ticker.tick() => {}
+            _ = &mut stopped => {
+                // Everything the sync acknowledged before it stopped is already in the channel.
+                while let Ok(event) = events.try_recv() {
+                    if let SyncEvent::Acknowledged { channel, sku, location, quantity, position, .. } = event {
+                        pending.insert((channel, sku, location), (quantity, position));
+                    }
+                }
+                write(&connection, std::mem::take(&mut pending), lagged).await;
+                return;
+            }
         }
         if !pending.is_empty() || lagged {
             write(&connection, std::mem::take(&mut pending), lagged).await;

@@ -122,6 +122,8 @@ pub struct SettingsView {
     pub channels: Vec<ChannelSettings>,
     pub policies: Vec<Policy>,
     pub holds: Vec<PlacedHold>,
+    /// A settings change is still on its way through the SKUs (their views may not show it yet).
+    pub sweeping: bool,
 }
 
 /// Channel, policy, attribute, hold and signal commands (journaled, so serialisable).
@@ -296,6 +298,7 @@ impl Availability {
             channels,
             policies: self.policies.values().cloned().collect(),
             holds,
+            sweeping: self.sweep.is_some(),
         }
     }
 

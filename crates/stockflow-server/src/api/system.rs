@@ -88,6 +88,12 @@ pub struct SyncStatusOut {
     /// retries, drift, last error, propagation latency percentiles.
     #[schema(value_type = Vec<Object>)]
     pub channels: Vec<stockflow_channels::ChannelStats>,
+    /// First full syncs of new channels: total, done, failed, finished.
+    #[schema(value_type = Object)]
+    pub full_syncs: std::collections::BTreeMap<
+        stockflow_core::ids::ChannelId,
+        stockflow_channels::FullSyncProgress,
+    >,
 }
 
 /// The channel sync: per channel queue, lag, calls, errors and latency.
@@ -98,5 +104,8 @@ async fn sync_status(State(state): State<AppState>) -> Json<SyncStatusOut> {
         .as_ref()
         .map(|sync| sync.stats())
         .unwrap_or_default();
-    Json(SyncStatusOut { channels })
+    Json(SyncStatusOut {
+        channels,
+        full_syncs: state.full_syncs.progress(),
+    })
 }

@@ -71,3 +71,68 @@ async fn a_change_no_channel_acknowledged_is_sent_after_a_restart() {
     until("the new value", || receiver.told("SKU-1", "") == Some(8)).await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_new_channel_gets_the_catalogue_through_its_bulk_path() {
+    use stockflow_sim::{Catalogue, CatalogueSpec, amazon};
+    let data_dir: PathBuf = temp_dir("full-sync");
+    let skus: Vec<String> = (1..=150).map(|i| format!("SKU-{i:03}")).collect();
+    // The catalogue exists before the channel does.
+    let app = spawn_with("full-sync", |c| c.data_dir = data_dir.clone()).await;
+    let events: Vec<_> = skus
+        .iter()
+        .enumerate()
+        .map(|(i, sku)| received(&format!("e{i}"), i as u64 + 1, sku, "east", 5))
+        .collect();
+    let (status, _) = app.post("/v1/events", json!({"events": events})).await;
+    assert_eq!(status, 200);
+    app.shutdown().await;
+
+    let names: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let catalogue = Catalogue::generate(&CatalogueSpec::new(&names, &["east"], 0));
+    let mut sandbox = amazon::AmazonConfig::new(catalogue.amazon, "token");
+    sandbox.apply_delay = Duration::from_millis(100);
+    sandbox.never_applied_share = 0.0;
+    sandbox.feeds.queue_delay = Duration::from_millis(100);
+    sandbox.feeds.processing_delay = Duration::from_millis(200);
+    let sandbox = amazon::start(sandbox).await.unwrap();
+    let base_url = sandbox.base_url();
+    let app = spawn_with("full-sync", |c| {
+        c.data_dir = data_dir.clone();
+        c.channels.insert(
+            "amazon".to_owned(),
+            json!({"kind": "amazon", "serves": ["east"], "base_url": base_url,
+                   "seller_id": "A2SANDBOXSELLER", "marketplace_ids": ["ATVPDKIKX0DER"],
+                   "access_token": "token", "feeds": {"poll_interval_ms": 50}}),
+        );
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, sync) = app.get("/v1/sync").await;
+        let progress = &sync["full_syncs"]["amazon"];
+        if progress["finished"] == true {
+            assert_eq!(progress["total"], 150, "{progress}");
+            assert_eq!(progress["done"], 150, "{progress}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the full sync did not finish: {sync}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recorder = sandbox.recorder();
+    assert!(
+        recorder.call_total("createFeed") >= 1,
+        "the bulk path was used"
+    );
+    assert!(
+        recorder.call_total("patchListingsItem") < 10,
+        "the catalogue did not go one SKU at a time: {} patches",
+        recorder.call_total("patchListingsItem")
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(sandbox.quantity("SKU-150"), Some(5));
+    app.shutdown().await;
+}
