@@ -36,6 +36,19 @@ pub enum LedgerCommand {
     /// The order in which locations are tried for a reservation line without a location, for
     /// reservations whose channel does not configure its own.
     SetLocationPriority { locations: Vec<LocationId> },
+    /// A channel's order, heard by webhook: a reserve for units the channel has already sold.
+    /// Refused for insufficient stock, it is an oversell rather than a plain refusal: one
+    /// incident per short SKU (channel, SKU, shortfall) is recorded and the reservation id is
+    /// kept as a tombstone (released, no lines), so that a retry of the same order neither
+    /// grants stock nor records the incident again. Other refusals are those of `Reserve`.
+    ReserveOrder(Reserve),
+    /// A channel cancelled an order: `Release`, except that an order not seen yet leaves a
+    /// tombstone (as a `cancelled` event does), so that the order, when it arrives, grants
+    /// nothing. Channels deliver webhooks out of order.
+    CancelOrder {
+        reservation_id: ReservationId,
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -69,6 +69,8 @@ fn changes_settings(input: &Input) -> bool {
                 LedgerCommand::Reserve(_)
                     | LedgerCommand::Confirm { .. }
                     | LedgerCommand::Release { .. }
+                    | LedgerCommand::ReserveOrder(_)
+                    | LedgerCommand::CancelOrder { .. }
             )
         ),
         Input::Events(_) => false,

@@ -68,6 +68,8 @@ pub fn input_kind(input: &Input) -> &'static str {
             Command::Ledger(LedgerCommand::Reserve(_)) => "reserve",
             Command::Ledger(LedgerCommand::Confirm { .. }) => "confirm",
             Command::Ledger(LedgerCommand::Release { .. }) => "release",
+            Command::Ledger(LedgerCommand::ReserveOrder(_)) => "reserve_order",
+            Command::Ledger(LedgerCommand::CancelOrder { .. }) => "cancel_order",
             Command::Ledger(_) => "ledger_setting",
             Command::Availability(_) => "availability",
         },

@@ -10,7 +10,8 @@
 //!   effects collected on the way.
 //! - `ingest.rs`: exactly-once, per-source ordered ingestion (deduplication, held events, gaps).
 //! - `effects.rs`: what each event type does to the quantities and reservations.
-//! - `reservations.rs`: reserve, confirm, release, expire.
+//! - `reservations.rs`: reserve, confirm, release, expire; channel orders (oversells, early
+//!   cancellations).
 //! - `validate.rs`: the checks that need no state, done for a whole request before any change.
 //! - `fingerprint.rs`: canonical fingerprints of event ids, event bodies and reserve requests.
 //! - `event_index.rs`: the forever-growing set of event ids seen, fast at any size.
@@ -304,6 +305,13 @@ impl Transaction<'_> {
                 reservation_id,
                 reason,
             }) => self.release(actor, reservation_id, reason.as_deref()),
+            Command::Ledger(LedgerCommand::ReserveOrder(request)) => {
+                self.reserve_order(actor, request)
+            }
+            Command::Ledger(LedgerCommand::CancelOrder {
+                reservation_id,
+                reason,
+            }) => self.cancel_order(actor, reservation_id, reason.as_deref()),
             Command::Ledger(LedgerCommand::SetLocationPriority { locations }) => {
                 validate::location_priority(locations)?;
                 self.set_location_priority(locations.clone());

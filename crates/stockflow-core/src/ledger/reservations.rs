@@ -155,6 +155,92 @@ impl Transaction<'_> {
         Ok(answer(&self.tenant.reservations[id], false))
     }
 
+    /// A channel's order: a reserve whose refusal for insufficient stock is an oversell. The
+    /// incidents and the tombstone are changes, so the envelope is journaled beside the
+    /// `Rejected` reply (a replay refuses it again and records the same).
+    pub(super) fn reserve_order(
+        &mut self,
+        actor: &ActorId,
+        request: &Reserve,
+    ) -> Result<Reply, Rejection> {
+        match self.reserve(actor, request) {
+            Err(Rejection::InsufficientStock { shortfalls }) => {
+                self.oversold(actor, request, &shortfalls);
+                Ok(Reply::Rejected(Rejection::InsufficientStock { shortfalls }))
+            }
+            other => other,
+        }
+    }
+
+    fn oversold(&mut self, actor: &ActorId, request: &Reserve, shortfalls: &[Shortfall]) {
+        let id = &request.reservation_id;
+        debug_assert!(!self.tenant.reservations.contains_key(id));
+        let origin = Origin::command(
+            "reserve_order",
+            id.as_str(),
+            actor.as_str(),
+            Some("oversold"),
+            request.channel.clone(),
+        );
+        for shortfall in shortfalls {
+            let missing = shortfall.requested - shortfall.available;
+            assert!(missing > 0, "a shortfall misses at least one unit");
+            let channel = request
+                .channel
+                .as_ref()
+                .map_or(String::new(), |c| format!(" on {c}"));
+            let detail = format!(
+                "order {id}{channel}: {} of {} sold, {} available",
+                shortfall.requested, shortfall.sku, shortfall.available
+            );
+            self.incident(
+                &origin,
+                IncidentKind::Oversell,
+                Some(&shortfall.sku),
+                shortfall.location.as_ref(),
+                missing,
+                detail,
+            );
+        }
+        self.insert_reservation(Reservation {
+            reservation_id: id.clone(),
+            channel: request.channel.clone(),
+            state: ReservationState::Released,
+            lines: Vec::new(),
+            created_at: self.now,
+            expires_at: self.now,
+            resolved_at: Some(self.now),
+            resolution_reason: Some("oversold: not enough stock when the order arrived".to_owned()),
+            request_fingerprint: reserve_fingerprint(request).0,
+        });
+    }
+
+    /// A channel cancelled an order: released if known; a tombstone if not seen yet.
+    pub(super) fn cancel_order(
+        &mut self,
+        actor: &ActorId,
+        id: &ReservationId,
+        reason: Option<&str>,
+    ) -> Result<Reply, Rejection> {
+        if self.tenant.reservations.contains_key(id) {
+            return self.release(actor, id, reason);
+        }
+        validate::text("reason", reason)?;
+        let reason = reason.unwrap_or("cancelled before it was reserved");
+        self.insert_reservation(Reservation {
+            reservation_id: id.clone(),
+            channel: None,
+            state: ReservationState::Released,
+            lines: Vec::new(),
+            created_at: self.now,
+            expires_at: self.now,
+            resolved_at: Some(self.now),
+            resolution_reason: Some(reason.to_owned()),
+            request_fingerprint: [0; 16],
+        });
+        Ok(answer(&self.tenant.reservations[id], false))
+    }
+
     /// Deadline work: the TTL of a provisional reservation passed.
     pub(super) fn expire(&mut self, id: &ReservationId) {
         let reservation = &self.tenant.reservations[id];

@@ -3,6 +3,7 @@
 mod availability;
 mod events;
 mod ingestion;
+mod orders;
 mod properties;
 mod reservations;
 mod support;
