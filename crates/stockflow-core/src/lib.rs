@@ -16,7 +16,10 @@
 //! - [`reservation`]: the two-step reservation and its states.
 //! - [`availability`]: channels, buffers and the available-to-sell of each channel.
 //! - [`outcome`]: replies, refusals and effects (audit, incidents, availability changes).
+//! - [`reconcile`]: cycle counts against the ledger, channel read-backs against the sync.
+//! - [`alerts`]: alert rules and the alert state machine (open, hold, resolve).
 
+pub mod alerts;
 pub mod availability;
 pub mod command;
 pub mod envelope;
@@ -25,5 +28,6 @@ pub mod ids;
 pub mod ledger;
 pub mod outcome;
 pub mod quantity;
+pub mod reconcile;
 pub mod reservation;
 pub mod time;
