@@ -35,6 +35,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub prometheus: PrometheusHandle,
     pub live: Arc<Live>,
+    /// The operators' KPIs: other parts report reconciliation results and manual work here.
+    pub kpis: Arc<crate::kpis::Kpis>,
+    /// Reconciliation runs and mismatch counts (read by the KPIs, alerts and dashboard).
+    pub reconciliation: Arc<crate::reconcile::ReconciliationStats>,
     /// First full syncs of new channels and their progress.
     pub full_syncs: Arc<crate::syncstate::FullSyncs>,
     pub started_at: Timestamp,
@@ -139,6 +143,10 @@ impl Server {
             ))
         };
         let live = Arc::new(Live::default());
+        let kpis = Arc::new(crate::kpis::Kpis::open(
+            config.kpis.clone(),
+            &config.data_dir,
+        ));
         let full_syncs = Arc::new(crate::syncstate::FullSyncs::default());
         let acknowledged = crate::syncstate::Acknowledged::load(&config.data_dir)?;
         let new_channels: Vec<_> = configured
@@ -155,6 +163,7 @@ impl Server {
             sync: sync.clone(),
             full_syncs: full_syncs.clone(),
             live: live.clone(),
+            kpis: kpis.clone(),
         });
         let engine = Engine::open(engine_config(&config), store.clone(), sink)
             .await
@@ -166,10 +175,16 @@ impl Server {
             config: config.clone(),
             prometheus,
             live,
+            kpis,
+            reconciliation: Arc::new(crate::reconcile::ReconciliationStats::new(
+                config.reconcile.channels.runs_kept,
+            )),
             full_syncs,
             started_at: wall_clock(),
         };
         configured.apply(&state).await?;
+        state.kpis.start(&state).await?;
+        crate::reconcile::channels::start(&state);
         if let Some(sync) = &state.sync {
             crate::syncstate::resume(&state, sync.clone(), acknowledged, new_channels).await?;
         }
@@ -218,6 +233,8 @@ async fn serve(
         sync.shutdown(Duration::from_secs(5)).await;
         state.full_syncs.flush().await;
     }
+    state.kpis.stop().await;
+    crate::reconcile::channels::stop(&state).await;
     if let Some(failure) = state.engine.stopped().await {
         anyhow::bail!("the writer stopped: {failure}");
     }

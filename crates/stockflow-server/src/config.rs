@@ -9,8 +9,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The top-level keys of [`Config`].
-const SECTIONS: [&str; 7] = [
-    "listen", "data_dir", "http", "engine", "ledger", "channels", "policies",
+const SECTIONS: [&str; 9] = [
+    "listen",
+    "data_dir",
+    "http",
+    "engine",
+    "ledger",
+    "channels",
+    "policies",
+    "kpis",
+    "dashboard",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +35,58 @@ pub struct Config {
     /// Buffer policies (see [`crate::settings`]).
     #[serde(default)]
     pub policies: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub kpis: KpisSection,
+    #[serde(default)]
+    pub dashboard: DashboardSection,
+}
+
+/// The operators' KPIs (see [`crate::kpis`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpisSection {
+    /// Propagation latency at or under this is on target.
+    pub latency_target_ms: u64,
+    /// The counts are saved to `kpis.json` this often (and at shutdown).
+    pub save_every_seconds: u64,
+    /// The window of the cancellation rates held against the platforms' limits: 1, 7 or 30.
+    pub cancellation_window_days: u64,
+    /// Cancellation rate limits in percent, by channel id or channel kind.
+    pub cancellation_limits_percent: std::collections::BTreeMap<String, f64>,
+}
+
+impl Default for KpisSection {
+    fn default() -> Self {
+        Self {
+            latency_target_ms: 1000,
+            save_every_seconds: 30,
+            cancellation_window_days: 7,
+            // Amazon: seller cancellation rate below 2.5% over 7 days; TikTok Shop: 10% over 7
+            // days caps the shop's order volume (CHANNELS.md).
+            cancellation_limits_percent: [("amazon".to_owned(), 2.5), ("tiktok".to_owned(), 10.0)]
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// The dashboard's live stream (see [`crate::dashboard`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardSection {
+    /// Browsers streaming at once; more are answered 503.
+    pub stream_clients_max: usize,
+    /// A browser is sent at most one update per interval.
+    pub stream_interval_ms: u64,
+}
+
+impl Default for DashboardSection {
+    fn default() -> Self {
+        Self {
+            stream_clients_max: 32,
+            stream_interval_ms: 500,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +152,8 @@ impl Default for Config {
             },
             channels: Default::default(),
             policies: Vec::new(),
+            kpis: KpisSection::default(),
+            dashboard: DashboardSection::default(),
         }
     }
 }
@@ -136,7 +198,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &str); 7] = [
+        let checks: [(bool, &str); 10] = [
             (
                 self.http.body_limit_bytes >= 1024,
                 "http.body_limit_bytes must be at least 1024",
@@ -165,6 +227,19 @@ impl Config {
                 (1..=stockflow_core::command::RESERVATION_TTL_SECONDS_MAX)
                     .contains(&self.ledger.reservation_ttl_seconds_default),
                 "ledger.reservation_ttl_seconds_default is out of range",
+            ),
+            (
+                crate::kpis::window::Window::from_days(self.kpis.cancellation_window_days)
+                    .is_some(),
+                "kpis.cancellation_window_days must be 1, 7 or 30",
+            ),
+            (
+                self.dashboard.stream_clients_max >= 1,
+                "dashboard.stream_clients_max must be at least 1",
+            ),
+            (
+                self.dashboard.stream_interval_ms >= 100,
+                "dashboard.stream_interval_ms must be at least 100",
             ),
         ];
         for (ok, message) in checks {

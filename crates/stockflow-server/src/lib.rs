@@ -13,12 +13,16 @@
 //! - [`problem`]: RFC 9457 problem documents with stable codes.
 //! - [`json`]: the JSON body extractor that answers problem documents.
 //! - [`telemetry`]: the Prometheus recorder.
+//! - [`reconcile`]: cycle counts against the ledger, channel read-backs against the sync.
+//! - [`kpis`]: the operators' KPIs in time buckets, reported over windows.
 
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod json;
+pub mod kpis;
 pub mod problem;
+pub mod reconcile;
 pub mod settings;
 pub mod sink;
 pub mod syncstate;

@@ -34,6 +34,7 @@ pub struct ServerSink {
     /// Holds back the changes of channels in their first full sync.
     pub full_syncs: Arc<crate::syncstate::FullSyncs>,
     pub live: Arc<crate::app::Live>,
+    pub kpis: Arc<crate::kpis::Kpis>,
 }
 
 impl EffectSink for ServerSink {
@@ -74,5 +75,6 @@ impl EffectSink for ServerSink {
         if availability > 0 {
             metrics::counter!(AVAILABILITY_CHANGES_TOTAL).increment(availability);
         }
+        self.kpis.committed(effects);
     }
 }

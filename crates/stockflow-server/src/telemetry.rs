@@ -39,6 +39,7 @@ pub fn prometheus() -> PrometheusHandle {
             };
             stockflow_engine::metrics::describe();
             crate::sink::describe_metrics();
+            crate::kpis::describe_metrics();
             handle
         })
         .clone()

@@ -5,6 +5,8 @@
 pub mod audit;
 pub mod availability;
 pub mod events;
+pub mod kpis;
+pub mod reconcile;
 pub mod reservations;
 pub mod skus;
 pub mod system;
@@ -49,6 +51,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(audit::routes())
         .merge(availability::routes())
         .merge(system::routes())
+        .merge(kpis::routes())
+        .merge(reconcile::routes())
         .split_for_parts();
     let api = std::sync::Arc::new(api);
     let limits = &state.config.http;

@@ -2,5 +2,6 @@
 //! data directory and talks to it with reqwest.
 
 mod api;
+mod kpis;
 mod support;
 mod syncstate;
