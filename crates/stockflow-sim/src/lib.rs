@@ -42,17 +42,36 @@
 //!   the Feeds API 2021-06-30 for a first full sync, with per-seller token buckets.
 //! - [`tiktok`]: Partner API 202309 inventory update and search, with request signatures.
 //! - [`webhook`]: a receiver of HMAC-signed JSON pushes that records what each SKU was told.
+//! - [`world`]: the physical units of a scenario, shared by its sandboxes and its WMS; counts
+//!   oversells (sales accepted for units that did not exist) per platform.
+//! - [`demand`]: demand curves and the seeded arrivals of buyers.
+//! - [`notify`]: each platform's order webhooks, in its format, signed its way.
+//! - [`delivery`]: webhook delivery as platforms do it: at least once, reordered, late,
+//!   retried, from a bounded queue.
+//! - [`market`]: the platforms' storefronts, their orders' lives and their webhooks.
+//! - [`buyers`]: simulated buyers who buy what the storefronts show.
+//! - [`wms`]: a warehouse that reports receipts, picks, returns, adjustments and counts to
+//!   stockflow's event API, and ships orders.
+//! - [`scenario`]: the demo's story as data.
 
 pub mod amazon;
+pub mod buyers;
 pub mod catalogue;
 pub mod clock;
+pub mod delivery;
+pub mod demand;
 pub mod faults;
 pub mod limits;
+pub mod market;
+pub mod notify;
 pub mod recorder;
+pub mod scenario;
 pub mod server;
 pub mod shopify;
 pub mod tiktok;
 pub mod webhook;
+pub mod wms;
+pub mod world;
 
 pub use catalogue::{Catalogue, CatalogueError, CatalogueSpec, Quantities};
 pub use clock::SimClock;
@@ -62,6 +81,7 @@ pub use recorder::{
     Cause, ItemKey, Outcome, QuantityPoint, Recorder, RecorderSnapshot, Violation, ViolationKind,
 };
 pub use server::CommonConfig;
+pub use world::{OrderKey, Platform, World};
 
 /// Why a sandbox could not start.
 #[derive(Debug, thiserror::Error)]

@@ -482,6 +482,17 @@ impl AmazonHandle {
         Ok(())
     }
 
+    /// The seller shipped the order: it can no longer be cancelled (the quantity already
+    /// dropped when it was placed).
+    pub fn ship_order(&self, order_id: &str) -> Result<(), StockError> {
+        let mut inner = self.state.inner.lock().unwrap();
+        inner
+            .orders
+            .remove(order_id)
+            .map(|_| ())
+            .ok_or_else(|| StockError::UnknownOrder(order_id.to_owned()))
+    }
+
     pub async fn shutdown(self) {
         self.server.shutdown().await;
     }

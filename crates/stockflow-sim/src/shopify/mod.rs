@@ -311,6 +311,17 @@ impl ShopifyHandle {
         Ok(())
     }
 
+    /// The order is fulfilled (shipped): its units leave `committed` and `on_hand`; it can no
+    /// longer be cancelled.
+    pub fn fulfil_order(&self, order_id: &str) -> Result<(), StockError> {
+        let order = self.state.orders.lock().unwrap().open.remove(order_id);
+        let order = order.ok_or_else(|| StockError::UnknownOrder(order_id.to_owned()))?;
+        let mut store = self.state.store.lock().unwrap();
+        let quantities = &mut store.items[order.item].levels[order.level].quantities;
+        quantities.committed -= order.quantity;
+        Ok(())
+    }
+
     /// The merchant sets a quantity in Shopify's admin, behind the adapter's back.
     pub fn merchant_set(
         &self,

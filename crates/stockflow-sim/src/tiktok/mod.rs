@@ -9,6 +9,7 @@
 //! with a 4xx status, business refusals with 200 and a non-zero code.
 
 mod inventory;
+pub mod orders;
 pub mod sign;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value as Json, json};
 
 use crate::catalogue::{TIKTOK_SKUS_PER_PRODUCT_MAX, TikTokCatalogue, check_unique};
@@ -118,6 +119,7 @@ struct Inner {
     bucket: Option<Bucket>,
     orders: HashMap<String, (usize, usize, usize, i64)>,
     orders_placed: u64,
+    order_book: orders::OrderBook,
 }
 
 impl Inner {
@@ -174,6 +176,7 @@ impl Inner {
             bucket: None,
             orders: HashMap::new(),
             orders_placed: 0,
+            order_book: orders::OrderBook::default(),
         })
     }
 
@@ -503,6 +506,13 @@ impl State {
     }
 }
 
+fn unix_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 fn value<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> {
     query
         .iter()
@@ -541,6 +551,7 @@ pub async fn start(config: TikTokConfig) -> Result<TikTokHandle, SimError> {
             post(inventory::update),
         )
         .route("/product/202309/inventory/search", post(inventory::search))
+        .route("/order/202309/orders", get(orders::get_order_detail))
         .fallback(not_found)
         .with_state(state.clone());
     let listener = server::bind().await?;
@@ -619,6 +630,21 @@ impl TikTokHandle {
                 .orders
                 .insert(order_id.clone(), (product, sku, warehouse, units));
         }
+        let now = unix_seconds();
+        let detail = orders::OrderDetail {
+            id: order_id.clone(),
+            status: orders::OrderStatus::Unpaid,
+            create_time: now,
+            update_time: now,
+            paid_time: None,
+            warehouse_id: warehouse_id.to_owned(),
+            product_id: inner.products[product].id.clone(),
+            sku_id: sku_id.to_owned(),
+            seller_sku: inner.products[product].skus[sku].seller_sku.clone(),
+            units,
+            first_line_item: 0,
+        };
+        inner.order_book.insert(detail);
         self.state.record(
             &inner,
             product,
@@ -641,6 +667,10 @@ impl TikTokHandle {
         let stock = &mut inner.products[product].skus[sku].stock[warehouse];
         stock.available += units;
         stock.committed -= units;
+        let cancelled = orders::OrderStatus::Cancelled;
+        inner
+            .order_book
+            .set_status(order_id, cancelled, unix_seconds());
         self.state.record(
             &inner,
             product,
@@ -651,6 +681,40 @@ impl TikTokHandle {
             },
         );
         Ok(())
+    }
+
+    /// The buyer paid: the order awaits shipment.
+    pub fn pay_order(&self, order_id: &str) -> Result<(), StockError> {
+        let mut inner = self.state.inner.lock().unwrap();
+        if !inner.orders.contains_key(order_id) {
+            return Err(StockError::UnknownOrder(order_id.to_owned()));
+        }
+        let status = orders::OrderStatus::AwaitingShipment;
+        inner
+            .order_book
+            .set_status(order_id, status, unix_seconds());
+        Ok(())
+    }
+
+    /// The seller shipped the order: its units leave `committed`; it can no longer be cancelled.
+    pub fn ship_order(&self, order_id: &str) -> Result<(), StockError> {
+        let mut inner = self.state.inner.lock().unwrap();
+        let (product, sku, warehouse, units) = inner
+            .orders
+            .remove(order_id)
+            .ok_or_else(|| StockError::UnknownOrder(order_id.to_owned()))?;
+        inner.products[product].skus[sku].stock[warehouse].committed -= units;
+        let status = orders::OrderStatus::InTransit;
+        inner
+            .order_book
+            .set_status(order_id, status, unix_seconds());
+        Ok(())
+    }
+
+    /// An order's status as Get Order Detail reports it.
+    pub fn order_status(&self, order_id: &str) -> Option<orders::OrderStatus> {
+        let inner = self.state.inner.lock().unwrap();
+        inner.order_book.get(order_id).map(|detail| detail.status)
     }
 
     pub async fn shutdown(self) {
