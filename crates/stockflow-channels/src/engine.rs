@@ -88,6 +88,17 @@ pub enum SyncEvent {
     },
 }
 
+/// What the engine knows of one key (see [`SyncEngine::key_view`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyView {
+    /// What the channel is believed to show; None when nothing was read, sent or primed.
+    pub believed: Option<i64>,
+    /// The newest value known for the key.
+    pub wanted: Option<i64>,
+    /// The newest value waits to be sent or is in flight: a read now may race it.
+    pub waiting: bool,
+}
+
 /// Why an engine call could not be served.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SyncError {
@@ -355,6 +366,65 @@ impl SyncEngine {
     ) -> Result<Vec<ReadValue>, SyncError> {
         let channel = self.channel(channel)?.clone();
         Ok(channel.spec.adapter.read(keys).await?)
+    }
+
+    /// What the engine knows of one key, for reconciliation done outside the engine (a channel
+    /// announcing an edit by webhook).
+    pub fn key_view(&self, channel: &ChannelId, key: &SyncKey) -> Result<KeyView, SyncError> {
+        let channel = self.channel(channel)?;
+        let state = channel.state.lock().unwrap();
+        let newest = state.queue.newest(key);
+        Ok(KeyView {
+            believed: state.queue.believed(key),
+            wanted: newest.map(|(wanted, _)| wanted.quantity),
+            waiting: newest.is_some_and(|(_, waiting)| waiting),
+        })
+    }
+
+    /// A read of the channel made outside the engine found `found` for `key`: it becomes what
+    /// the channel is believed to show. Returns what was believed before. A difference is drift,
+    /// counted and reported like the engine's own reads; what to do about it is the caller's.
+    pub fn observe(
+        &self,
+        channel_id: &ChannelId,
+        key: &SyncKey,
+        found: i64,
+    ) -> Result<Option<i64>, SyncError> {
+        let channel = self.channel(channel_id)?;
+        let mut state = channel.state.lock().unwrap();
+        let believed = state.queue.believed(key);
+        let drift = state.queue.observe(key, found, None);
+        if drift == 0 {
+            return Ok(believed);
+        }
+        state.counters.drift += 1;
+        drop(state);
+        stats::record_drift(channel.id());
+        let _ = self.shared.events.send(SyncEvent::Drift {
+            channel: channel.id().clone(),
+            sku: key.sku.clone(),
+            location: key.location.clone(),
+            believed,
+            found,
+        });
+        Ok(believed)
+    }
+
+    /// Sends a key again to overwrite an edit made on the channel: `current` (a value computed
+    /// from the ledger now) unless a newer value is known, in which case that one is sent.
+    pub fn resend(&self, current: &AtsChange) -> Result<(), SyncError> {
+        let channel = self.channel(&current.channel)?;
+        if current.tenant != channel.spec.tenant {
+            channel.refuse_tenant(&self.shared, current);
+            return Ok(());
+        }
+        let now = Instant::now();
+        if channel.offer(&self.shared, current, now, false) == Offered::Stale {
+            let key = SyncKey::new(current.sku.clone(), current.location.clone());
+            channel.state.lock().unwrap().queue.requeue(&key, None, now);
+        }
+        channel.wake.notify_one();
+        Ok(())
     }
 
     /// Sends a whole catalogue to a new channel: through the platform's bulk path where it has

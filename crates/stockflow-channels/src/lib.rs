@@ -15,8 +15,9 @@
 //! - After each commit of the writer: `offer(&outcome.availability)` from the effect sink (it
 //!   never blocks). Channel orders heard by webhook: `order_seen(channel, sku, location, units)`
 //!   beside the reservation.
-//! - `stats()` for `/v1/channels`-like views, `subscribe()` for the dashboard, `read_back` for
-//!   reconciliation, `shutdown(grace)` on SIGTERM. Metrics go through the `metrics` facade.
+//! - `stats()` for `/v1/channels`-like views, `subscribe()` for the dashboard, `read_back`,
+//!   `key_view`, `observe` and `resend` for reconciliation (a channel-side edit heard by
+//!   webhook), `shutdown(grace)` on SIGTERM. Metrics go through the `metrics` facade.
 //!
 //! # Architecture invariants
 //!
@@ -46,6 +47,8 @@
 //! - [`stats`]: per-channel counters, latency histograms, the `metrics` names.
 //! - [`http`]: the HTTP client, bounded bodies, Retry-After, error mapping.
 //! - [`shopify`], [`amazon`], [`tiktok`], [`webhook`]: the platform adapters.
+//! - [`orders`]: reads of channel orders for the inbound side (TikTok's Get Order Detail: its
+//!   order webhooks carry no line items).
 //! - [`setup`]: from configuration to adapters and a running engine.
 //! - [`fake`]: an in-memory adapter that keeps a channel's rules, for tests.
 //! - [`bench`]: a synthetic load driver for the bench command (`examples/sync_bench.rs` runs it
@@ -59,6 +62,7 @@ pub mod config;
 pub mod engine;
 pub mod fake;
 pub mod http;
+pub mod orders;
 pub mod pacing;
 pub mod pending;
 pub mod setup;
@@ -69,6 +73,6 @@ pub mod webhook;
 
 pub use adapter::{ChannelAdapter, FullSyncProgress, SyncKey};
 pub use config::{ChannelConfig, SyncConfig};
-pub use engine::{ChannelSpec, SyncEngine, SyncError, SyncEvent, WallClock};
+pub use engine::{ChannelSpec, KeyView, SyncEngine, SyncError, SyncEvent, WallClock};
 pub use setup::StartError;
 pub use stats::ChannelStats;

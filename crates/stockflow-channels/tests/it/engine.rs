@@ -339,3 +339,50 @@ async fn shutdown_stops_sending_and_reports_what_still_waits() {
     sleep(Duration::from_secs(5)).await;
     assert_eq!(rig.fake.calls().len(), calls);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_edit_made_on_the_channel_is_observed_as_drift_and_overwritten_on_request() {
+    let rig = Rig::start(apply(10.0, 10), 10, 0);
+    let a = key("A", None);
+    rig.offer(&a, 5, 1);
+    assert!(rig.settled(Duration::from_secs(5)).await);
+    let view = rig.engine.key_view(&channel_id(CHANNEL), &a).unwrap();
+    assert_eq!(
+        (view.believed, view.wanted, view.waiting),
+        (Some(5), Some(5), false)
+    );
+
+    // The merchant sets 9 on the channel; a read outside the engine finds it.
+    rig.fake.set_shown(&a, 9);
+    let mut events = rig.engine.subscribe();
+    let believed = rig.engine.observe(&channel_id(CHANNEL), &a, 9).unwrap();
+    assert_eq!(believed, Some(5));
+    assert_eq!(rig.stats().drift, 1);
+    assert!(matches!(
+        events.try_recv(),
+        Ok(SyncEvent::Drift {
+            believed: Some(5),
+            found: 9,
+            ..
+        })
+    ));
+    // Observing the same value again is no drift.
+    rig.engine.observe(&channel_id(CHANNEL), &a, 9).unwrap();
+    assert_eq!(rig.stats().drift, 1);
+
+    // Overwrite: the value already sent (position 1) goes again, since nothing newer is known.
+    let calls = rig.fake.calls().len();
+    rig.engine
+        .resend(&change(&rig.engine, CHANNEL, &a, 5, 1))
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || rig.fake.shown(&a) == Some(5)).await);
+    assert_eq!(rig.fake.calls().len(), calls + 1);
+
+    // A newer value known to the engine wins over the one handed to resend.
+    rig.offer(&a, 3, 2);
+    rig.engine
+        .resend(&change(&rig.engine, CHANNEL, &a, 5, 1))
+        .unwrap();
+    assert!(rig.settled(Duration::from_secs(5)).await);
+    assert_eq!(rig.fake.shown(&a), Some(3));
+}
