@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The top-level keys of [`Config`].
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "listen",
     "data_dir",
     "http",
@@ -19,6 +19,7 @@ const SECTIONS: [&str; 9] = [
     "policies",
     "kpis",
     "dashboard",
+    "reconcile",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +40,9 @@ pub struct Config {
     pub kpis: KpisSection,
     #[serde(default)]
     pub dashboard: DashboardSection,
+    /// Cycle counts and channel reconciliation (see [`crate::reconcile`]).
+    #[serde(default)]
+    pub reconcile: crate::reconcile::ReconcileSection,
 }
 
 /// The operators' KPIs (see [`crate::kpis`]).
@@ -154,6 +158,7 @@ impl Default for Config {
             policies: Vec::new(),
             kpis: KpisSection::default(),
             dashboard: DashboardSection::default(),
+            reconcile: Default::default(),
         }
     }
 }
@@ -247,6 +252,7 @@ impl Config {
                 return Err(ConfigError(message.to_owned()));
             }
         }
+        self.reconcile.validate().map_err(ConfigError)?;
         for location in &self.ledger.location_priority {
             stockflow_core::ids::LocationId::parse(location.clone())
                 .map_err(|error| ConfigError(format!("ledger.location_priority: {error}")))?;

@@ -2,6 +2,8 @@
 //! data directory and talks to it with reqwest.
 
 mod api;
+mod dashboard;
 mod kpis;
+mod reconcile;
 mod support;
 mod syncstate;
