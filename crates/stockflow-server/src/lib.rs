@@ -15,10 +15,12 @@
 //! - [`telemetry`]: the Prometheus recorder.
 //! - [`reconcile`]: cycle counts against the ledger, channel read-backs against the sync.
 //! - [`kpis`]: the operators' KPIs in time buckets, reported over windows.
+//! - [`dashboard`]: the page at `/`, its embedded assets and its live stream.
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod dashboard;
 pub mod json;
 pub mod kpis;
 pub mod problem;

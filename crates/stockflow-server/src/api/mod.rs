@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> axum::Router {
                 async move { axum::Json(api.as_ref().clone()) }
             }),
         )
+        .merge(crate::dashboard::routes())
         .fallback(|| async { Problem::not_found("not_found", "no such path") })
         .layer(
             ServiceBuilder::new()
@@ -74,6 +75,9 @@ pub fn router(state: AppState) -> axum::Router {
                     Duration::from_millis(limits.request_timeout_ms),
                 )),
         )
+        // After the layers: the request timeout would cut the live stream, which has its own
+        // limit on clients.
+        .merge(crate::dashboard::stream_routes(&state))
         .with_state(state)
 }
 

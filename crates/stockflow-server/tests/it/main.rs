@@ -3,6 +3,7 @@
 
 mod api;
 mod dashboard;
+mod dashboard;
 mod kpis;
 mod reconcile;
 mod support;
