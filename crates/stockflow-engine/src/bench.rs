@@ -16,13 +16,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockflow_core::availability::{
-    AvailabilityCommand, ChannelConfig, ChannelKind, ChannelLocation,
+    Allocation, Amount, AvailabilityCommand, ChannelAwareSettings, ChannelConfig, ChannelKind,
+    ChannelLocation, ChannelRules, DynamicSettings, Percent, Policy, Ratio, Release, Selector,
+    Signal, Strategy, TimeWindowSettings,
 };
 use stockflow_core::command::{Command, LedgerCommand, ReservationLineRequest, Reserve};
 use stockflow_core::envelope::{EVENTS_PER_REQUEST_MAX, Input};
 use stockflow_core::event::{Event, EventKind};
 use stockflow_core::ids::{
-    ActorId, ChannelId, EventId, LocationId, ReservationId, Sku, SourceId, TenantId,
+    ActorId, ChannelId, EventId, LocationId, PolicyId, ReservationId, Sku, SourceId, TenantId,
 };
 use stockflow_core::outcome::Reply;
 use stockflow_core::quantity::QuantityState;
@@ -39,8 +41,20 @@ pub struct BenchConfig {
     /// Channels configured before the run (each served by every location), so that every
     /// change also recomputes and audits what the channels may sell. 0: none.
     pub channels: usize,
+    /// With `channels`: every channel applies all four buffer strategies (static, dynamic,
+    /// channel-aware, an open time window), and every SKU carries a surge signal so that the
+    /// dynamic buffer withholds stock too. See [`BUFFER_POLICIES`].
+    pub buffers: bool,
     pub engine: EngineConfig,
 }
+
+/// The policies every channel applies when [`BenchConfig::buffers`] is set, in this order.
+pub const BUFFER_POLICIES: [&str; 4] = [
+    "static-2pct",
+    "viral-guard",
+    "marketplace-risk",
+    "flash-sale",
+];
 
 impl Default for BenchConfig {
     fn default() -> Self {
@@ -53,6 +67,7 @@ impl Default for BenchConfig {
             skus: 10_000,
             locations: 4,
             channels: 0,
+            buffers: false,
             engine: EngineConfig {
                 // A run is short; a snapshot in the middle would measure the snapshot.
                 snapshot_every_positions: u64::MAX,
@@ -124,6 +139,44 @@ pub struct BenchReport {
     pub database_bytes: u64,
     /// The store's durability settings, as read back from the writer's connection.
     pub durability: String,
+    /// At the end: SKU x channel pairs with something withheld, the buffer components they
+    /// show (by strategy name, e.g. `static`, `hold`) and the units withheld in all.
+    pub withheld: WithheldSummary,
+}
+
+/// What the buffers withhold at the end of a run, read from the published views.
+#[derive(Debug, Clone, Default)]
+pub struct WithheldSummary {
+    pub pairs: u64,
+    pub units: i64,
+    /// Pairs in which each strategy withholds something, by strategy name.
+    pub by_strategy: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl WithheldSummary {
+    fn read(engine: &Engine, tenant: &TenantId) -> Self {
+        let mut summary = WithheldSummary::default();
+        let reads = engine.reads();
+        let mut after: Option<Sku> = None;
+        loop {
+            let page = reads.skus(tenant, after.as_ref(), crate::reads::SKU_PAGE_MAX);
+            let Some(last) = page.last() else { break };
+            after = Some(last.sku.clone());
+            for channel in page.iter().flat_map(|view| &view.channels) {
+                if channel.withheld > 0 {
+                    summary.pairs += 1;
+                    summary.units += channel.withheld;
+                }
+                for buffer in channel.buffers.iter().filter(|b| b.quantity > 0) {
+                    *summary
+                        .by_strategy
+                        .entry(buffer.strategy.name())
+                        .or_default() += 1;
+                }
+            }
+        }
+        summary
+    }
 }
 
 impl BenchReport {
@@ -153,6 +206,13 @@ impl std::fmt::Display for BenchReport {
         if self.granted + self.refused > 0 {
             write!(f, "; granted {}, refused {}", self.granted, self.refused)?;
         }
+        if self.withheld.pairs > 0 {
+            write!(
+                f,
+                "; {} units withheld on {} SKU x channel pairs",
+                self.withheld.units, self.withheld.pairs
+            )?;
+        }
         Ok(())
     }
 }
@@ -163,6 +223,7 @@ pub async fn durable_events(config: DurableEvents) -> Result<BenchReport, Engine
     let per_request = config.events_per_request.clamp(1, EVENTS_PER_REQUEST_MAX);
     let setup = Setup::open(&config.bench).await?;
     setup.stock_every_sku(1_000).await?;
+    setup.signal_every_sku(config.bench.clients).await?;
     let clients = config.bench.clients.max(1);
     let requests_total = config.events.div_ceil(per_request as u64);
     let started = Instant::now();
@@ -281,10 +342,16 @@ impl Shape {
     }
 }
 
+fn channel_id(index: usize) -> ChannelId {
+    ChannelId::parse(format!("channel-{index}")).expect("valid")
+}
+
 struct Setup {
     engine: Engine,
     store: Arc<SqliteStore>,
     shape: Shape,
+    /// Whether the channels apply [`BUFFER_POLICIES`] and SKUs carry surge signals.
+    buffers: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -306,20 +373,129 @@ impl Setup {
             Arc::new(NoopSink),
         )
         .await?;
-        let setup = Setup {
+        let mut setup = Setup {
             engine,
             store,
             shape: Shape::new(bench.skus, bench.locations),
+            buffers: false,
             _dir: dir,
         };
+        setup.buffers = bench.buffers && bench.channels > 0;
+        if setup.buffers {
+            setup.configure_policies(bench.channels).await?;
+        }
         setup.configure_channels(bench.channels).await?;
         Ok(setup)
+    }
+
+    async fn command(&self, command: AvailabilityCommand) -> Result<(), EngineError> {
+        let input = Input::Command {
+            actor: ActorId::parse("bench").expect("valid"),
+            command: Command::Availability(command),
+        };
+        let submitted = self
+            .engine
+            .submit(self.shape.tenant.clone(), input, SystemClock.now())
+            .await?;
+        match submitted.reply {
+            Reply::Rejected(rejection) => Err(EngineError::Config(format!(
+                "the benchmark's settings were refused: {rejection:?}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The four strategies of [`BUFFER_POLICIES`], all withholding from every SKU for the whole
+    /// run: 2% static; dynamic on the default curve (driven by the surge signals of
+    /// [`Setup::signal_every_sku`]); channel-aware at 3% times a factor that differs per
+    /// channel (so no two channels share a computation); a time window open from an hour ago
+    /// to three hours ahead.
+    async fn configure_policies(&self, channels: usize) -> Result<(), EngineError> {
+        let now = SystemClock.now();
+        let factors = (0..channels)
+            .map(|index| {
+                (
+                    channel_id(index),
+                    Ratio::from_thousandths(1_000 + 100 * index as i64),
+                )
+            })
+            .collect();
+        let strategies = [
+            Strategy::Static {
+                amount: Amount::Percent(Percent::whole(2)),
+            },
+            Strategy::Dynamic(DynamicSettings::default()),
+            Strategy::ChannelAware(ChannelAwareSettings {
+                base: Percent::whole(3),
+                factors,
+                default_factor: Ratio::ONE,
+                cancellation_weight: Ratio::ONE,
+                maximum: Percent::whole(25),
+            }),
+            Strategy::TimeWindow(TimeWindowSettings {
+                starts_at: now.plus_seconds(-3_600),
+                ends_at: now.plus_seconds(3 * 3_600),
+                amount: Amount::Units(5),
+                release: Release::Gradual {
+                    period_seconds: 3_600,
+                    steps: 4,
+                },
+            }),
+        ];
+        for (name, strategy) in BUFFER_POLICIES.into_iter().zip(strategies) {
+            self.command(AvailabilityCommand::UpsertPolicy(Box::new(Policy {
+                id: PolicyId::parse(name).expect("valid"),
+                selector: Selector::default(),
+                strategy,
+            })))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// An 8x surge signal on every SKU (not measured), from `clients` tasks at once.
+    async fn signal_every_sku(&self, clients: usize) -> Result<(), EngineError> {
+        if !self.buffers {
+            return Ok(());
+        }
+        let clients = clients.max(1);
+        let tasks: Vec<_> = (0..clients)
+            .map(|client| {
+                let engine = self.engine.clone();
+                let shape = self.shape.clone();
+                tokio::spawn(async move {
+                    for sku in shape.skus.iter().skip(client).step_by(clients) {
+                        let command = AvailabilityCommand::RecordSignal(Signal {
+                            sku: sku.clone(),
+                            source: SourceId::parse("bench-surge").expect("valid"),
+                            multiplier: Ratio::whole(8),
+                            duration_seconds: 7_200,
+                        });
+                        let input = Input::Command {
+                            actor: ActorId::parse("bench").expect("valid"),
+                            command: Command::Availability(command),
+                        };
+                        let submitted = submit(&engine, &shape.tenant, input).await?;
+                        if let Reply::Rejected(rejection) = submitted.reply {
+                            return Err(EngineError::Config(format!(
+                                "a surge signal was refused: {rejection:?}"
+                            )));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            join(task).await??;
+        }
+        Ok(())
     }
 
     async fn configure_channels(&self, channels: usize) -> Result<(), EngineError> {
         for index in 0..channels {
             let channel = ChannelConfig {
-                id: ChannelId::parse(format!("channel-{index}")).expect("valid"),
+                id: channel_id(index),
                 kind: ChannelKind::Webhook,
                 locations: self
                     .shape
@@ -333,13 +509,21 @@ impl Setup {
                     .collect(),
                 per_location: index % 2 == 0,
             };
-            let input = Input::Command {
-                actor: ActorId::parse("bench").expect("valid"),
-                command: Command::Availability(AvailabilityCommand::UpsertChannel(channel)),
+            let command = if self.buffers {
+                AvailabilityCommand::ConfigureChannel {
+                    config: channel,
+                    rules: ChannelRules {
+                        allocation: Allocation::default(),
+                        policies: BUFFER_POLICIES
+                            .iter()
+                            .map(|name| PolicyId::parse(*name).expect("valid"))
+                            .collect(),
+                    },
+                }
+            } else {
+                AvailabilityCommand::UpsertChannel(channel)
             };
-            self.engine
-                .submit(self.shape.tenant.clone(), input, SystemClock.now())
-                .await?;
+            self.command(command).await?;
         }
         Ok(())
     }
@@ -388,6 +572,7 @@ impl Setup {
         (granted, refused): (u64, u64),
     ) -> Result<BenchReport, EngineError> {
         let journal_position = self.engine.stats().shards[0].last_position;
+        let withheld = WithheldSummary::read(&self.engine, &self.shape.tenant);
         self.engine.shutdown().await?;
         let settings = self.store.settings()?;
         let database_bytes = std::fs::read_dir(self._dir.path())
@@ -416,6 +601,7 @@ impl Setup {
                 "journal_mode={} synchronous={}",
                 settings.journal_mode, settings.synchronous
             ),
+            withheld,
         })
     }
 }
@@ -539,4 +725,53 @@ fn record(histogram: &mut Histogram<u64>, latency: Duration) {
 async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, EngineError> {
     task.await
         .map_err(|e| EngineError::Stopped(format!("a benchmark client failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_buffers_every_strategy_withholds_on_every_channel() {
+        let config = DurableEvents {
+            bench: BenchConfig {
+                clients: 3,
+                skus: 20,
+                locations: 2,
+                channels: 3,
+                buffers: true,
+                ..BenchConfig::default()
+            },
+            events: 2_000,
+            events_per_request: 500,
+        };
+        let report = durable_events(config).await.unwrap();
+        assert_eq!(report.operations, 2_000);
+        assert_eq!(report.withheld.pairs, 20 * 3, "{report}");
+        for strategy in ["static", "dynamic", "channel_aware", "time_window"] {
+            assert_eq!(
+                report.withheld.by_strategy.get(strategy),
+                Some(&(20 * 3)),
+                "{strategy}: {:?}",
+                report.withheld
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_buffers_nothing_is_withheld() {
+        let config = DurableEvents {
+            bench: BenchConfig {
+                clients: 2,
+                skus: 20,
+                locations: 2,
+                channels: 3,
+                ..BenchConfig::default()
+            },
+            events: 1_000,
+            events_per_request: 500,
+        };
+        let report = durable_events(config).await.unwrap();
+        assert_eq!(report.withheld.pairs, 0, "{report}");
+    }
 }
