@@ -201,3 +201,146 @@ async fn a_count_over_the_size_limit_is_refused_while_it_streams() {
     assert_eq!(problem["code"], "count_too_large");
     app.shutdown().await;
 }
+
+mod channels {
+    use crate::support::{App, received, spawn_with};
+    use serde_json::{Value, json};
+    use std::time::{Duration, Instant};
+    use stockflow_core::reconcile::DriftPolicy;
+    use stockflow_sim::shopify::{self, ShopifyConfig, ShopifyHandle};
+    use stockflow_sim::{Catalogue, CatalogueSpec};
+
+    const TOKEN: &str = "shpat_sandbox";
+    const EAST: &str = "gid://shopify/Location/70001";
+
+    async fn sandbox() -> ShopifyHandle {
+        let catalogue = Catalogue::generate(&CatalogueSpec::new(&["SKU-1", "SKU-2"], &["east"], 0));
+        shopify::start(ShopifyConfig::new(catalogue.shopify, TOKEN))
+            .await
+            .unwrap()
+    }
+
+    async fn app(name: &str, sandbox: &ShopifyHandle, policy: DriftPolicy) -> App {
+        let base_url = sandbox.base_url();
+        spawn_with(name, |config| {
+            config.channels.insert(
+                "shop".into(),
+                json!({"kind": "shopify", "serves": ["east"], "base_url": base_url,
+                       "access_token": TOKEN, "locations": {"east": EAST},
+                       "sync": {"batch_linger_ms": 10}}),
+            );
+            config
+                .reconcile
+                .channels
+                .drift_policies
+                .insert("shop".into(), policy);
+            config.reconcile.channels.page_keys = 1;
+        })
+        .await
+    }
+
+    async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stocked(app: &App, sandbox: &ShopifyHandle) {
+        let events = json!({"events": [received("e1", 1, "SKU-1", "east", 7), received("e2", 2, "SKU-2", "east", 4)]});
+        let (status, body) = app.post("/v1/events", events).await;
+        assert_eq!(status, 200, "{body}");
+        until("the channel to show the stock", || {
+            sandbox.quantity("SKU-1", EAST, "available") == Some(7)
+                && sandbox.quantity("SKU-2", EAST, "available") == Some(4)
+        })
+        .await;
+    }
+
+    fn classes(run: &Value) -> Value {
+        let report = &run["channels"][0];
+        json!({"checked": report["checked"], "matches": report["matches"], "drift": report["drift"],
+               "mismatched": report["mismatched"], "mismatch_rate": report["mismatch_rate"]})
+    }
+
+    #[tokio::test]
+    async fn a_merchant_edit_is_found_as_drift_overwritten_and_counted() {
+        let sandbox = sandbox().await;
+        let app = app("reconcile-overwrite", &sandbox, DriftPolicy::Overwrite).await;
+        stocked(&app, &sandbox).await;
+        let (status, run) = app.post("/v1/reconcile/channels", json!({})).await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(
+            classes(&run),
+            json!({"checked": 2, "matches": 2, "drift": 0, "mismatched": 0, "mismatch_rate": 0.0})
+        );
+
+        sandbox
+            .merchant_set("SKU-1", EAST, "available", 12)
+            .unwrap();
+        let (status, run) = app.post("/v1/reconcile/channels/shop", json!({})).await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(
+            classes(&run),
+            json!({"checked": 2, "matches": 1, "drift": 1, "mismatched": 1, "mismatch_rate": 0.5})
+        );
+        let mismatch = &run["channels"][0]["mismatches"][0];
+        assert_eq!(mismatch["sku"], "SKU-1");
+        assert_eq!(mismatch["shown"], 12);
+        assert_eq!(mismatch["acknowledged"], 7);
+        assert_eq!(mismatch["repair"], "overwritten");
+        until("the ledger's value to be sent again", || {
+            sandbox.quantity("SKU-1", EAST, "available") == Some(7)
+        })
+        .await;
+
+        let (_, runs) = app.get("/v1/reconcile/runs").await;
+        let rates: Vec<&Value> = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["mismatch_rate"])
+            .collect();
+        assert_eq!(rates, [&json!(0.0), &json!(0.5)]);
+        let (_, stats) = app.get("/v1/reconcile/stats").await;
+        assert_eq!(stats["channels"]["shop"]["checked"], 4, "{stats}");
+        assert_eq!(stats["channels"]["shop"]["mismatched"], 1);
+        assert_eq!(stats["channels"]["shop"]["last_mismatch_rate"], 0.5);
+        let (_, kpis) = app.get("/v1/kpis").await;
+        assert_eq!(
+            kpis["windows"][0]["reconciliation"]["mismatched"], 1,
+            "{kpis}"
+        );
+        let (status, problem) = app.post("/v1/reconcile/channels/nowhere", json!({})).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (404, Some("unknown_channel"))
+        );
+        app.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_channel_whose_edits_are_accepted_moves_the_ledger() {
+        let sandbox = sandbox().await;
+        let app = app("reconcile-accept", &sandbox, DriftPolicy::Accept).await;
+        stocked(&app, &sandbox).await;
+        sandbox.merchant_set("SKU-2", EAST, "available", 1).unwrap();
+        let (status, run) = app.post("/v1/reconcile/channels/shop", json!({})).await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(run["channels"][0]["accepted"], 1, "{run}");
+        let (_, sku) = app.get("/v1/skus/SKU-2").await;
+        assert_eq!(sku["locations"][0]["on_hand"], 1, "{sku}");
+        let (_, audit) = app
+            .get("/v1/audit?sku=SKU-2&reason=channel%20drift%20accepted%20from%20shop")
+            .await;
+        assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "{audit}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            sandbox.quantity("SKU-2", EAST, "available"),
+            Some(1),
+            "the edit stands"
+        );
+        app.shutdown().await;
+    }
+}
