@@ -163,11 +163,12 @@ impl VerifyReport {
 /// a state that differs means a snapshot or the ledger is not a pure function of the journal.
 pub fn verify(store: &dyn Store, config: &LedgerConfig) -> Result<VerifyReport, EngineError> {
     let started = Instant::now();
-    let mut ledger = Ledger::new();
+    let infos = store.snapshots()?;
+    let mut ledger = empty_like_snapshots(store, &infos)?;
     let mut position = 0;
     let mut replayed = 0;
     let mut snapshots = Vec::new();
-    for info in store.snapshots()? {
+    for info in infos {
         let done = replay(&mut ledger, store, config, position, Some(info.position))?;
         position = done.position;
         replayed += done.replayed;
@@ -196,6 +197,22 @@ pub fn verify(store: &dyn Store, config: &LedgerConfig) -> Result<VerifyReport, 
         recovery_matches: encoded(&recovered.ledger)? == full,
         state_size_bytes: full.len() as u64,
         elapsed: started.elapsed(),
+    })
+}
+
+/// An empty ledger with the body fingerprint scheme of the stored snapshots (they all inherit
+/// the first one's): a journal whose snapshots were written before schemes were recorded is
+/// replayed with SHA-256 body fingerprints, as its live ledger was.
+fn empty_like_snapshots(
+    store: &dyn Store,
+    infos: &[stockflow_store::SnapshotInfo],
+) -> Result<Ledger, EngineError> {
+    let Some(oldest) = infos.first() else {
+        return Ok(Ledger::new());
+    };
+    Ok(match store.snapshot_at(oldest.position)? {
+        Some(snapshot) => Ledger::with_body_fingerprints(snapshot.ledger.body_fingerprints()),
+        None => Ledger::new(),
     })
 }
 

@@ -1,10 +1,19 @@
-//! Fingerprints: 16 bytes of SHA-256 over a canonical encoding. They identify an event id and an
-//! event body (deduplication forever) and a reserve request (idempotent retries).
+//! Fingerprints: 16 bytes over a canonical encoding. They identify an event id and an event
+//! body (deduplication forever) and a reserve request (idempotent retries).
 //!
 //! The encoding is written by hand, field by field, with every variant destructured in full: a
 //! new field is a compile error here rather than a silent change of every stored fingerprint, and
 //! the bytes do not depend on serde attributes chosen for the wire or for snapshots. Changing the
 //! encoding makes stored fingerprints unequal to new ones, so it is versioned by its prefix.
+//!
+//! Event ids and reserve requests are fingerprinted with SHA-256: an id is the identity that
+//! makes ingestion exactly-once, and a crafted collision would let one producer's event pass for
+//! another's. An event body needs no such strength: its fingerprint is only compared with the
+//! one remembered under the same id, to tell a retry from a reuse of the id with another body,
+//! and a producer that reuses its own id can only confuse itself. Bodies are therefore hashed
+//! with XXH3-128 ([`BodyFingerprints::Xxh3`]), about twenty times cheaper; ledgers whose
+//! bodies were remembered with SHA-256 keep that scheme ([`BodyFingerprints::Sha256`]), so that
+//! every stored fingerprint is compared with one computed the same way.
 
 use crate::command::Reserve;
 use crate::event::{Condition, Event, EventKind};
@@ -13,6 +22,7 @@ use crate::quantity::QuantityState;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
+use xxhash_rust::xxh3::xxh3_128;
 
 /// 16 bytes of a SHA-256. Serialised as 32 hex digits, so that it can key a JSON map.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
@@ -74,8 +84,41 @@ pub fn event_id_key(event_id: &EventId) -> Fingerprint {
     canonical.finish()
 }
 
-/// The fingerprint of an event's whole body: same id with another fingerprint is a conflict.
+/// How a ledger fingerprints event bodies. A ledger keeps one scheme for life (it is part of its
+/// snapshots), so that a remembered body is always compared with one computed the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFingerprints {
+    /// [`event_fingerprint`]: SHA-256 of the `event/1` encoding. Ledgers snapshotted before the
+    /// scheme was recorded used it.
+    Sha256,
+    /// XXH3-128 of the `event/2` encoding: new ledgers.
+    #[default]
+    Xxh3,
+}
+
+impl BodyFingerprints {
+    /// The scheme of a snapshot that does not name one: it was written before schemes existed.
+    pub fn unrecorded() -> Self {
+        BodyFingerprints::Sha256
+    }
+}
+
+/// The fingerprint of an event's whole body under `scheme`: same id with another fingerprint
+/// is a conflict.
+pub fn body_fingerprint(scheme: BodyFingerprints, event: &Event) -> Fingerprint {
+    match scheme {
+        BodyFingerprints::Sha256 => event_fingerprint(event),
+        BodyFingerprints::Xxh3 => event_canonical("event/2", event).finish_xxh3(),
+    }
+}
+
+/// The fingerprint of an event's whole body under [`BodyFingerprints::Sha256`].
 pub fn event_fingerprint(event: &Event) -> Fingerprint {
+    event_canonical("event/1", event).finish()
+}
+
+fn event_canonical(domain: &str, event: &Event) -> Canonical {
     let Event {
         event_id,
         source,
@@ -85,7 +128,7 @@ pub fn event_fingerprint(event: &Event) -> Fingerprint {
         reference,
         kind,
     } = event;
-    let mut canonical = Canonical::new("event/1");
+    let mut canonical = Canonical::new(domain);
     canonical.text(event_id.as_str());
     canonical.text(source.as_str());
     canonical.unsigned(*seq);
@@ -94,7 +137,7 @@ pub fn event_fingerprint(event: &Event) -> Fingerprint {
     canonical.optional_text(reference.as_deref());
     canonical.text(kind.type_name());
     encode_kind(&mut canonical, kind);
-    canonical.finish()
+    canonical
 }
 
 fn encode_kind(canonical: &mut Canonical, kind: &EventKind) {
@@ -283,6 +326,10 @@ impl Canonical {
         bytes.copy_from_slice(&digest[..16]);
         Fingerprint(bytes)
     }
+
+    fn finish_xxh3(self) -> Fingerprint {
+        Fingerprint(xxh3_128(&self.bytes).to_be_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +369,60 @@ mod tests {
         assert_ne!(
             event_fingerprint(&received(5)),
             event_fingerprint(&with_reason)
+        );
+    }
+
+    #[test]
+    fn xxh3_body_fingerprints_tell_bodies_apart_like_sha256() {
+        for scheme in [BodyFingerprints::Sha256, BodyFingerprints::Xxh3] {
+            let five = body_fingerprint(scheme, &received(5));
+            assert_eq!(five, body_fingerprint(scheme, &received(5)));
+            assert_ne!(five, body_fingerprint(scheme, &received(6)));
+        }
+        assert_eq!(
+            body_fingerprint(BodyFingerprints::Sha256, &received(5)),
+            event_fingerprint(&received(5))
+        );
+        assert_ne!(
+            body_fingerprint(BodyFingerprints::Sha256, &received(5)),
+            body_fingerprint(BodyFingerprints::Xxh3, &received(5))
+        );
+    }
+
+    /// A ledger keeps its scheme: an event remembered under SHA-256 (a snapshot from before
+    /// schemes were recorded) is still a duplicate when repeated and a conflict when its id
+    /// comes back with another body.
+    #[test]
+    fn a_ledger_without_a_recorded_scheme_goes_on_with_sha256() {
+        use crate::envelope::{Envelope, Input};
+        use crate::ids::TenantId;
+        use crate::ledger::{Ledger, LedgerConfig};
+        use crate::outcome::{EventStatus, Reply};
+        let envelope = |position, quantity| Envelope {
+            position,
+            tenant: TenantId::default_tenant(),
+            recorded_at: crate::time::Timestamp(position as i64),
+            input: Input::Events(vec![received(quantity)]),
+        };
+        let mut old = Ledger::with_body_fingerprints(BodyFingerprints::Sha256);
+        assert!(old.apply(&LedgerConfig::default(), &envelope(1, 5)).persist);
+        let mut json: serde_json::Value = serde_json::to_value(&old).unwrap();
+        assert_eq!(json["body_fingerprints"], "sha256");
+        json.as_object_mut().unwrap().remove("body_fingerprints");
+        let mut restored: Ledger = serde_json::from_value(json).unwrap();
+        assert_eq!(restored, old);
+        assert_eq!(restored.body_fingerprints(), BodyFingerprints::Sha256);
+        assert_eq!(Ledger::new().body_fingerprints(), BodyFingerprints::Xxh3);
+        let config = LedgerConfig::default();
+        let repeat = restored.apply(&config, &envelope(2, 5));
+        let Reply::Events(results) = repeat.reply else {
+            panic!("{:?}", repeat.reply)
+        };
+        assert_eq!(results[0].status, EventStatus::Duplicate);
+        let conflict = restored.apply(&config, &envelope(2, 6)).reply;
+        assert!(
+            matches!(&conflict, Reply::Rejected(r) if r.code() == "idempotency_conflict"),
+            "{conflict:?}"
         );
     }
 

@@ -6,7 +6,7 @@
 //! buffer. When the buffer overflows or its earliest event waits past its time limit, the first
 //! gap is given up on (a `SequenceGap` incident) and the source continues after it.
 
-use super::fingerprint::{Fingerprint, event_fingerprint, event_id_key};
+use super::fingerprint::{Fingerprint, body_fingerprint, event_id_key};
 use super::transaction::{Origin, Transaction};
 use super::{HeldEvent, validate};
 use crate::event::{Event, EventKind};
@@ -75,7 +75,7 @@ impl Transaction<'_> {
         let mut fingerprints = Vec::with_capacity(events.len());
         for event in events {
             let key = event_id_key(&event.event_id);
-            let body = event_fingerprint(event);
+            let body = body_fingerprint(self.body_fingerprints, event);
             let stored = self.tenant.events_seen.get(&key);
             if stored.is_some_and(|stored| *stored != body) {
                 return Err(conflict(event));
@@ -124,10 +124,21 @@ impl Transaction<'_> {
             }
             return Ok(());
         }
-        let state = self.source(&event.source);
-        let last_seq = state.last_seq;
+        // One search of the sources for what the common case (the next `seq`, nothing held)
+        // needs to know.
+        let (last_seq, nothing_held, seq_held) = match self.tenant.sources.get(&event.source) {
+            Some(state) => (
+                state.last_seq,
+                state.held.is_empty(),
+                state.held.contains_key(&event.seq),
+            ),
+            None => {
+                self.source(&event.source);
+                (0, true, false)
+            }
+        };
         // A second event claiming a `seq` already applied or held: the first one wins.
-        if event.seq <= last_seq || state.held.contains_key(&event.seq) {
+        if event.seq <= last_seq || seq_held {
             return Ok(());
         }
         self.remember_event(fingerprints.key, fingerprints.body);
@@ -135,6 +146,10 @@ impl Transaction<'_> {
         if event.seq == last_seq + 1 {
             self.apply_in_order(event, &origin, true)?;
             request.results[index].status = EventStatus::Applied;
+            // Applying an event holds none: with nothing held before, there is nothing to drain.
+            if nothing_held {
+                return Ok(());
+            }
             return self.drain(&event.source, request);
         }
         self.hold(

@@ -33,6 +33,7 @@ use crate::outcome::{Outcome, Rejection, Reply};
 use crate::reservation::Reservation;
 use crate::time::Timestamp;
 use event_index::EventIndex;
+use fingerprint::BodyFingerprints;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use transaction::{DemandKind, Transaction};
@@ -64,6 +65,10 @@ impl Default for LedgerConfig {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Ledger {
     pub tenants: BTreeMap<TenantId, TenantLedger>,
+    /// How every tenant's `events_seen` fingerprints event bodies, for the ledger's whole life:
+    /// a snapshot written before schemes were recorded used SHA-256 and goes on with it.
+    #[serde(default = "BodyFingerprints::unrecorded")]
+    body_fingerprints: BodyFingerprints,
 }
 
 /// The state of one tenant.
@@ -124,6 +129,19 @@ impl Ledger {
         Self::default()
     }
 
+    /// An empty ledger that fingerprints event bodies with `scheme`: to replay a journal from
+    /// empty into the same state as the snapshots of a ledger that uses it.
+    pub fn with_body_fingerprints(scheme: BodyFingerprints) -> Self {
+        Self {
+            tenants: BTreeMap::new(),
+            body_fingerprints: scheme,
+        }
+    }
+
+    pub fn body_fingerprints(&self) -> BodyFingerprints {
+        self.body_fingerprints
+    }
+
     /// Applies one envelope. `envelope.recorded_at` is "now"; deadlines that passed by then
     /// (reservation TTLs, held-event time limits, buffer steps) are handled first, and are kept
     /// even when the request itself is refused: `persist` may then be true beside a
@@ -140,7 +158,7 @@ impl Ledger {
                 .insert(tenant_id.clone(), TenantLedger::default());
         }
         let tenant = self.tenants.get_mut(tenant_id).expect("inserted above");
-        let outcome = apply_to_tenant(config, tenant_id, tenant, envelope);
+        let outcome = apply_to_tenant(config, self.body_fingerprints, tenant_id, tenant, envelope);
         if created && !outcome.persist {
             self.tenants.remove(tenant_id);
         }
@@ -213,12 +231,14 @@ impl TenantLedger {
 
 fn apply_to_tenant(
     config: &LedgerConfig,
+    body_fingerprints: BodyFingerprints,
     tenant_id: &TenantId,
     tenant: &mut TenantLedger,
     envelope: &Envelope,
 ) -> Outcome {
     let mut transaction = Transaction::new(
         config,
+        body_fingerprints,
         tenant_id,
         tenant,
         envelope.recorded_at,
@@ -351,6 +371,7 @@ impl Transaction<'_> {
             caused_at: self.now,
             actor,
         };
+        let (touched_skus, touched_reservations) = self.take_touched();
         let tenant = &mut *self.tenant;
         for demand in &self.demand {
             let (sku, channel, quantity) = (&demand.sku, demand.channel.as_ref(), demand.quantity);
@@ -373,7 +394,7 @@ impl Transaction<'_> {
                 }
             }
         }
-        for sku in &self.touched_skus {
+        for sku in &touched_skus {
             if let Some(stock) = tenant.stock.get(sku) {
                 tenant
                     .availability
@@ -385,12 +406,14 @@ impl Transaction<'_> {
         out.reply = reply;
         out.persist = persist;
         // Availability work (commands, ticks) lists the SKUs whose view it changed in `out`.
-        let mut touched = std::mem::take(&mut self.touched_skus);
-        touched.extend(out.touched_skus.drain(..));
-        out.touched_skus = touched.into_iter().collect();
-        out.touched_reservations = std::mem::take(&mut self.touched_reservations)
-            .into_iter()
-            .collect();
+        let mut touched = touched_skus;
+        if !out.touched_skus.is_empty() {
+            touched.append(&mut out.touched_skus);
+            touched.sort_unstable();
+            touched.dedup();
+        }
+        out.touched_skus = touched;
+        out.touched_reservations = touched_reservations;
         out
     }
 }

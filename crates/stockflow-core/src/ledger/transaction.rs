@@ -7,7 +7,7 @@
 //! request can still be refused after a change (`undo_enabled`): deadline work is never undone,
 //! and most event requests are checked whole before their first change.
 
-use super::fingerprint::Fingerprint;
+use super::fingerprint::{BodyFingerprints, Fingerprint};
 use super::{HeldEvent, LedgerConfig, SourceState, TIME_ACTOR, TenantLedger};
 use crate::envelope::Position;
 use crate::event::Event;
@@ -16,7 +16,6 @@ use crate::outcome::{AuditChange, AuditEntry, Cause, Incident, IncidentKind, Out
 use crate::quantity::{Quantities, QuantityState};
 use crate::reservation::{Reservation, ReservationState};
 use crate::time::Timestamp;
-use std::collections::BTreeSet;
 
 /// The prior value of one mutated entry.
 pub(super) enum Undo {
@@ -185,8 +184,8 @@ pub(super) struct Mark {
     audit_length: usize,
     incident_length: usize,
     demand_length: usize,
-    touched_skus: BTreeSet<Sku>,
-    touched_reservations: BTreeSet<ReservationId>,
+    touched_sku_length: usize,
+    touched_reservation_length: usize,
     changed: bool,
 }
 
@@ -212,14 +211,19 @@ impl StateDeltas {
 
 pub(super) struct Transaction<'a> {
     pub config: &'a LedgerConfig,
+    /// The ledger's scheme for event body fingerprints.
+    pub body_fingerprints: BodyFingerprints,
     pub tenant_id: &'a TenantId,
     pub tenant: &'a mut TenantLedger,
     pub now: Timestamp,
     pub position: Position,
     undo: Vec<Undo>,
     pub out: Outcome,
-    pub touched_skus: BTreeSet<Sku>,
-    pub touched_reservations: BTreeSet<ReservationId>,
+    /// Touched keys in the order touched, with repeats: a push per change instead of two
+    /// searches of an ordered set (the hottest path of an event). Sorted and deduplicated once,
+    /// by [`Transaction::take_touched`].
+    pub touched_skus: Vec<Sku>,
+    pub touched_reservations: Vec<ReservationId>,
     pub demand: Vec<Demand>,
     /// State changed in a way the undo log does not see (the availability module's own state).
     pub changed_elsewhere: bool,
@@ -234,6 +238,7 @@ pub(super) struct Transaction<'a> {
 impl<'a> Transaction<'a> {
     pub fn new(
         config: &'a LedgerConfig,
+        body_fingerprints: BodyFingerprints,
         tenant_id: &'a TenantId,
         tenant: &'a mut TenantLedger,
         now: Timestamp,
@@ -241,14 +246,15 @@ impl<'a> Transaction<'a> {
     ) -> Self {
         Transaction {
             config,
+            body_fingerprints,
             tenant_id,
             tenant,
             now,
             position,
             undo: Vec::new(),
             out: Outcome::default(),
-            touched_skus: BTreeSet::new(),
-            touched_reservations: BTreeSet::new(),
+            touched_skus: Vec::new(),
+            touched_reservations: Vec::new(),
             demand: Vec::new(),
             changed_elsewhere: false,
             changed: false,
@@ -275,8 +281,8 @@ impl<'a> Transaction<'a> {
             audit_length: self.out.audit.len(),
             incident_length: self.out.incidents.len(),
             demand_length: self.demand.len(),
-            touched_skus: std::mem::take(&mut self.touched_skus),
-            touched_reservations: std::mem::take(&mut self.touched_reservations),
+            touched_sku_length: self.touched_skus.len(),
+            touched_reservation_length: self.touched_reservations.len(),
             changed: self.changed(),
         };
         self.undo.clear();
@@ -299,15 +305,14 @@ impl<'a> Transaction<'a> {
         self.out.audit.truncate(mark.audit_length);
         self.out.incidents.truncate(mark.incident_length);
         self.demand.truncate(mark.demand_length);
-        self.touched_skus = mark.touched_skus;
-        self.touched_reservations = mark.touched_reservations;
+        self.touched_skus.truncate(mark.touched_sku_length);
+        self.touched_reservations
+            .truncate(mark.touched_reservation_length);
         self.changed_elsewhere = mark.changed;
     }
 
     /// Ends the request as accepted: its effects join those of the deadline work.
     pub fn keep(&mut self, mark: Mark) {
-        self.touched_skus.extend(mark.touched_skus);
-        self.touched_reservations.extend(mark.touched_reservations);
         self.changed_elsewhere |= mark.changed;
     }
 
@@ -571,17 +576,22 @@ impl<'a> Transaction<'a> {
     }
 
     fn source_mut(&mut self, source: &SourceId) -> &mut SourceState {
-        let state = &self.tenant.sources[source];
-        let (last_seq, release_at) = (state.last_seq, state.release_at);
-        self.record(|| Undo::Source {
-            source: source.clone(),
-            last_seq,
-            release_at,
-        });
-        self.tenant
+        // One search: the undo record is written through the fields beside the tenant, since
+        // `record` would borrow the whole transaction while the state is borrowed.
+        let state = self
+            .tenant
             .sources
             .get_mut(source)
-            .expect("the source was created before it was changed")
+            .expect("the source was created before it was changed");
+        self.changed = true;
+        if self.undo_enabled {
+            self.undo.push(Undo::Source {
+                source: source.clone(),
+                last_seq: state.last_seq,
+                release_at: state.release_at,
+            });
+        }
+        state
     }
 
     pub fn set_last_seq(&mut self, source: &SourceId, seq: u64) {
@@ -648,15 +658,27 @@ impl<'a> Transaction<'a> {
     // Effects
 
     pub fn touch_sku(&mut self, sku: &Sku) {
-        if !self.touched_skus.contains(sku) {
-            self.touched_skus.insert(sku.clone());
+        if self.touched_skus.last() != Some(sku) {
+            self.touched_skus.push(sku.clone());
         }
     }
 
     pub fn touch_reservation(&mut self, id: &ReservationId) {
-        if !self.touched_reservations.contains(id) {
-            self.touched_reservations.insert(id.clone());
+        if self.touched_reservations.last() != Some(id) {
+            self.touched_reservations.push(id.clone());
         }
+    }
+
+    /// The touched SKUs and reservations, each once, in key order (the order the ordered sets
+    /// they replace gave, which the recomputation and the outcome keep).
+    pub fn take_touched(&mut self) -> (Vec<Sku>, Vec<ReservationId>) {
+        let mut skus = std::mem::take(&mut self.touched_skus);
+        skus.sort_unstable();
+        skus.dedup();
+        let mut reservations = std::mem::take(&mut self.touched_reservations);
+        reservations.sort_unstable();
+        reservations.dedup();
+        (skus, reservations)
     }
 
     pub fn incident(

@@ -250,3 +250,58 @@ async fn verify_finds_a_snapshot_that_is_not_the_state_of_the_journal() {
         Some((head.position, false))
     );
 }
+
+/// A store whose snapshots were written before body fingerprint schemes were recorded (so with
+/// SHA-256 ones): recovery goes on with that scheme, verification replays with it, and a
+/// repeated event is still a duplicate.
+#[tokio::test]
+async fn snapshots_with_sha256_body_fingerprints_stay_consistent() {
+    use stockflow_core::ledger::fingerprint::BodyFingerprints;
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir);
+    let engine = Engine::open(test_config(), store.clone(), Arc::new(NoopSink))
+        .await
+        .unwrap();
+    workload(&engine, 3).await;
+    engine.shutdown().await.unwrap();
+    let head = store.journal_head().unwrap().unwrap();
+    let mut old = Ledger::with_body_fingerprints(BodyFingerprints::Sha256);
+    for envelope in journal(&*store) {
+        old.apply(&LedgerConfig::default(), &envelope);
+    }
+    store.prune_snapshots(1).unwrap();
+    store
+        .save_snapshot(&Snapshot {
+            position: head.position,
+            recorded_at: head.recorded_at,
+            ledger: old.clone(),
+        })
+        .unwrap();
+    assert_ne!(old, full_replay(&*store), "the schemes differ");
+    let report = verify(&*store, &LedgerConfig::default()).unwrap();
+    assert!(report.is_consistent(), "{report:?}");
+    let recovered = recover(&*store, &LedgerConfig::default()).unwrap();
+    assert_eq!(recovered.ledger, old);
+
+    let engine = Engine::open(test_config(), store.clone(), Arc::new(NoopSink))
+        .await
+        .unwrap();
+    let repeat = engine
+        .submit(
+            tenant(),
+            received("wms", 1, "A", 10),
+            START.plus_seconds(500),
+        )
+        .await
+        .unwrap();
+    let stockflow_core::outcome::Reply::Events(results) = repeat.reply else {
+        panic!("{:?}", repeat.reply)
+    };
+    assert_eq!(results[0].status, EventStatus::Duplicate);
+    engine.shutdown().await.unwrap();
+    assert!(
+        verify(&*store, &LedgerConfig::default())
+            .unwrap()
+            .is_consistent()
+    );
+}
