@@ -39,6 +39,8 @@ pub struct AppState {
     pub kpis: Arc<crate::kpis::Kpis>,
     /// Reconciliation runs and mismatch counts (read by the KPIs, alerts and dashboard).
     pub reconciliation: Arc<crate::reconcile::ReconciliationStats>,
+    /// Alert rules, open and resolved alerts, webhook deliveries.
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// First full syncs of new channels and their progress.
     pub full_syncs: Arc<crate::syncstate::FullSyncs>,
     pub started_at: Timestamp,
@@ -148,6 +150,7 @@ impl Server {
             &config.data_dir,
         ));
         let full_syncs = Arc::new(crate::syncstate::FullSyncs::default());
+        let alerts = Arc::new(crate::alerts::Alerts::new(config.alerts.clone()));
         let acknowledged = crate::syncstate::Acknowledged::load(&config.data_dir)?;
         let new_channels: Vec<_> = configured
             .sync
@@ -164,6 +167,7 @@ impl Server {
             full_syncs: full_syncs.clone(),
             live: live.clone(),
             kpis: kpis.clone(),
+            alerts: alerts.clone(),
         });
         let engine = Engine::open(engine_config(&config), store.clone(), sink)
             .await
@@ -179,12 +183,14 @@ impl Server {
             reconciliation: Arc::new(crate::reconcile::ReconciliationStats::new(
                 config.reconcile.channels.runs_kept,
             )),
+            alerts,
             full_syncs,
             started_at: wall_clock(),
         };
         configured.apply(&state).await?;
         state.kpis.start(&state).await?;
         crate::reconcile::channels::start(&state);
+        state.alerts.start(&state);
         if let Some(sync) = &state.sync {
             crate::syncstate::resume(&state, sync.clone(), acknowledged, new_channels).await?;
         }
@@ -235,6 +241,7 @@ async fn serve(
     }
     state.kpis.stop().await;
     crate::reconcile::channels::stop(&state).await;
+    state.alerts.stop().await;
     if let Some(failure) = state.engine.stopped().await {
         anyhow::bail!("the writer stopped: {failure}");
     }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The top-level keys of [`Config`].
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "listen",
     "data_dir",
     "http",
@@ -20,6 +20,7 @@ const SECTIONS: [&str; 10] = [
     "kpis",
     "dashboard",
     "reconcile",
+    "alerts",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +44,9 @@ pub struct Config {
     /// Cycle counts and channel reconciliation (see [`crate::reconcile`]).
     #[serde(default)]
     pub reconcile: crate::reconcile::ReconcileSection,
+    /// Alert rules, thresholds and webhooks (see [`crate::alerts`]).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsSection,
 }
 
 /// The operators' KPIs (see [`crate::kpis`]).
@@ -159,6 +163,7 @@ impl Default for Config {
             kpis: KpisSection::default(),
             dashboard: DashboardSection::default(),
             reconcile: Default::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -253,6 +258,7 @@ impl Config {
             }
         }
         self.reconcile.validate().map_err(ConfigError)?;
+        self.alerts.validate().map_err(ConfigError)?;
         for location in &self.ledger.location_priority {
             stockflow_core::ids::LocationId::parse(location.clone())
                 .map_err(|error| ConfigError(format!("ledger.location_priority: {error}")))?;

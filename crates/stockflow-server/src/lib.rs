@@ -14,9 +14,11 @@
 //! - [`json`]: the JSON body extractor that answers problem documents.
 //! - [`telemetry`]: the Prometheus recorder.
 //! - [`reconcile`]: cycle counts against the ledger, channel read-backs against the sync.
+//! - [`alerts`]: alert rules evaluated on a timer, listed and delivered to webhooks.
 //! - [`kpis`]: the operators' KPIs in time buckets, reported over windows.
 //! - [`dashboard`]: the page at `/`, its embedded assets and its live stream.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod config;

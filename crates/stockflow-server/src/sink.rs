@@ -35,6 +35,7 @@ pub struct ServerSink {
     pub full_syncs: Arc<crate::syncstate::FullSyncs>,
     pub live: Arc<crate::app::Live>,
     pub kpis: Arc<crate::kpis::Kpis>,
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 impl EffectSink for ServerSink {
@@ -76,5 +77,6 @@ impl EffectSink for ServerSink {
             metrics::counter!(AVAILABILITY_CHANGES_TOTAL).increment(availability);
         }
         self.kpis.committed(effects);
+        self.alerts.committed(effects);
     }
 }

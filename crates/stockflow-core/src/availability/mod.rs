@@ -90,7 +90,7 @@ pub use policy::{
 };
 pub use velocity::{
     BASELINE_SECONDS, CANCELLATION_SAMPLE_UNITS_MIN, LONG_MEMORY_SECONDS, RECENT_WINDOW_SECONDS,
-    VelocityReading,
+    Velocity, VelocityReading,
 };
 
 use crate::envelope::Position;

@@ -2,6 +2,7 @@
 //! from the handlers' annotations, and what handlers share (tenant and actor headers, submitting
 //! to the engine, mapping its errors).
 
+pub mod alerts;
 pub mod audit;
 pub mod availability;
 pub mod events;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(system::routes())
         .merge(kpis::routes())
         .merge(reconcile::routes())
+        .merge(alerts::routes())
         .split_for_parts();
     let api = std::sync::Arc::new(api);
     let limits = &state.config.http;

@@ -24,7 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     get,
     path = "/v1/skus/{sku}",
     tag = "skus",
-    params(("sku" = String, Path)),
+    params(("sku" = String, Path), AsOfQuery),
     responses(
         (status = 200, body = SkuOut),
         (status = 404, description = "unknown_sku", body = Problem),
@@ -34,15 +34,30 @@ async fn get_sku(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Path(sku): Path<String>,
-) -> Result<Json<SkuOut>, Problem> {
+    Query(query): Query<AsOfQuery>,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
     let sku = parse_path_id("sku", &sku, Sku::parse)?;
+    if let Some(as_of) = &query.as_of {
+        return Ok(super::audit::sku_as_of(&state, tenant, sku, as_of)
+            .await?
+            .into_response());
+    }
     let view = state.engine.reads().sku(&tenant, &sku).ok_or_else(|| {
         Problem::not_found(
             "unknown_sku",
             format!("no stock has ever been recorded for {sku}"),
         )
     })?;
-    Ok(Json(SkuOut::from_view(&view)))
+    Ok(Json(SkuOut::from_view(&view)).into_response())
+}
+
+/// Unknown parameters are ignored here, as they were before `as_of` existed.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AsOfQuery {
+    /// RFC 3339: the quantities per location as they were at this instant (from the audit
+    /// trail; `channels` is empty).
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
