@@ -235,6 +235,8 @@ mod channels {
                 .drift_policies
                 .insert("shop".into(), policy);
             config.reconcile.channels.page_keys = 1;
+            config.alerts.resolve_after_seconds = 0;
+            config.alerts.evaluate_every_ms = 3_600_000;
         })
         .await
     }
@@ -294,6 +296,21 @@ mod channels {
             sandbox.quantity("SKU-1", EAST, "available") == Some(7)
         })
         .await;
+        let (_, alerts) = app.post("/v1/alerts/evaluate", json!({})).await;
+        let open = &alerts["open"][0];
+        assert_eq!(
+            (&open["rule"], &open["subject"]),
+            (&json!("reconciliation_mismatch"), &json!("shop")),
+            "{alerts}"
+        );
+        assert_eq!(open["value"], 0.5);
+        // Once the channel shows the ledger's value again, a run finds nothing and the alert
+        // resolves.
+        let (_, clean) = app.post("/v1/reconcile/channels/shop", json!({})).await;
+        assert_eq!(clean["mismatched"], 0, "{clean}");
+        let (_, alerts) = app.post("/v1/alerts/evaluate", json!({})).await;
+        assert_eq!(alerts["open"], json!([]), "{alerts}");
+        assert_eq!(alerts["resolved"][0]["rule"], "reconciliation_mismatch");
 
         let (_, runs) = app.get("/v1/reconcile/runs").await;
         let rates: Vec<&Value> = runs["runs"]
@@ -302,11 +319,11 @@ mod channels {
             .iter()
             .map(|r| &r["mismatch_rate"])
             .collect();
-        assert_eq!(rates, [&json!(0.0), &json!(0.5)]);
+        assert_eq!(rates, [&json!(0.0), &json!(0.5), &json!(0.0)]);
         let (_, stats) = app.get("/v1/reconcile/stats").await;
-        assert_eq!(stats["channels"]["shop"]["checked"], 4, "{stats}");
+        assert_eq!(stats["channels"]["shop"]["checked"], 6, "{stats}");
         assert_eq!(stats["channels"]["shop"]["mismatched"], 1);
-        assert_eq!(stats["channels"]["shop"]["last_mismatch_rate"], 0.5);
+        assert_eq!(stats["channels"]["shop"]["last_mismatch_rate"], 0.0);
         let (_, kpis) = app.get("/v1/kpis").await;
         assert_eq!(
             kpis["windows"][0]["reconciliation"]["mismatched"], 1,
