@@ -34,6 +34,10 @@ enum CommandLine {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The whole story in one command: stockflow, the Shopify, Amazon and TikTok Shop
+    /// sandboxes, buyers and a warehouse, on a temporary data directory; ends with the KPIs and
+    /// a timeline chart.
+    Demo(stockflow::demo::DemoArgs),
     /// Check that the state recovered from the latest snapshot and the journal equals a replay
     /// of the whole journal from empty (the server must not be running on the same directory).
     Verify {
@@ -43,15 +47,20 @@ enum CommandLine {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The demo's output is its progress and its table: the servers it starts log warnings only.
+    let default_filter = match cli.command {
+        CommandLine::Demo(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STOCKFLOW_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -63,6 +72,7 @@ fn main() -> anyhow::Result<()> {
                 config,
             } => serve(listen, data_dir, config).await,
             CommandLine::Verify { data_dir } => verify(data_dir).await,
+            CommandLine::Demo(args) => stockflow::demo::run(args).await.map(|_| ()),
         }
     })
 }
