@@ -66,6 +66,9 @@ pub fn wall_clock() -> Timestamp {
 pub struct Live {
     touched: Mutex<LiveTouched>,
     version: watch::Sender<u64>,
+    /// True once the server stops taking requests: live streams end, so that the graceful
+    /// shutdown does not wait for browsers to leave.
+    closed: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -79,6 +82,7 @@ impl Default for Live {
         Self {
             touched: Mutex::default(),
             version: watch::Sender::new(0),
+            closed: watch::Sender::new(false),
         }
     }
 }
@@ -111,6 +115,16 @@ impl Live {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
+    }
+
+    /// Tells live streams to end (the server is stopping).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Changes to true when the server stops taking requests.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 }
 
@@ -218,6 +232,7 @@ async fn serve(
     stopped: oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
     let engine = state.engine.clone();
+    let live = state.live.clone();
     let shutdown = async move {
         tokio::select! {
             _ = stopped => {}
@@ -225,6 +240,7 @@ async fn serve(
                 tracing::error!(?failure, "the writer stopped; the server stops taking requests");
             }
         }
+        live.close();
     };
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

@@ -263,6 +263,7 @@ async fn stream(
     let mut ticks = tokio::time::interval(hub.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let client = Client {
+        closing: state.live.closing(),
         touched: hub.touched.clone(),
         hub,
         state,
@@ -276,7 +277,7 @@ async fn stream(
         _permit: permit,
     };
     let events = futures::stream::unfold(client, |mut client| async move {
-        let event = client.next_event().await;
+        let event = client.next_event().await?;
         Some((Ok::<Event, Infallible>(event), client))
     });
     Ok(Sse::new(events)
@@ -314,6 +315,8 @@ struct Client {
     sent_rows: HashMap<Sku, Arc<SkuView>>,
     sent_summary: Option<Arc<Summary>>,
     touched: watch::Receiver<Arc<Touched>>,
+    /// The server is stopping: the stream ends.
+    closing: watch::Receiver<bool>,
     /// The touched batch last looked at; `None` before the first update (send everything).
     generation: Option<u64>,
     ticks: tokio::time::Interval,
@@ -323,15 +326,24 @@ struct Client {
 }
 
 impl Client {
-    /// Waits for the next tick with something to say, and says it.
-    async fn next_event(&mut self) -> Event {
+    /// Waits for the next tick with something to say, and says it; `None` once the server
+    /// stops.
+    async fn next_event(&mut self) -> Option<Event> {
         loop {
-            self.ticks.tick().await;
+            if *self.closing.borrow() {
+                return None;
+            }
+            tokio::select! {
+                _ = self.ticks.tick() => {}
+                _ = self.closing.changed() => return None,
+            }
             if let Some(update) = self.collect() {
-                return Event::default()
-                    .event("update")
-                    .json_data(&update)
-                    .unwrap_or_else(|_| Event::default().comment("unserialisable update"));
+                return Some(
+                    Event::default()
+                        .event("update")
+                        .json_data(&update)
+                        .unwrap_or_else(|_| Event::default().comment("unserialisable update")),
+                );
             }
         }
     }

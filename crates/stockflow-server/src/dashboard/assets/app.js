@@ -63,7 +63,8 @@ async function getJson(path) {
 
 function ms(value) {
   if (value === null || value === undefined) return "-";
-  if (value >= 1000) return `${(value / 1000).toFixed(value >= 10000 ? 0 : 1)} s`;
+  if (value >= 1000) return `${Number((value / 1000).toFixed(value >= 10000 ? 0 : 1))} s`;
+  if (value === 0) return "0 ms";
   return `${value >= 10 ? Math.round(value) : value.toFixed(1)} ms`;
 }
 
