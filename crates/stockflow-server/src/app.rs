@@ -43,6 +43,8 @@ pub struct AppState {
     pub alerts: Arc<crate::alerts::Alerts>,
     /// First full syncs of new channels and their progress.
     pub full_syncs: Arc<crate::syncstate::FullSyncs>,
+    /// Channel webhooks: settings, the durable inbox, the processor.
+    pub inbound: Arc<crate::inbound::Inbound>,
     pub started_at: Timestamp,
 }
 
@@ -183,6 +185,10 @@ impl Server {
             kpis: kpis.clone(),
             alerts: alerts.clone(),
         });
+        let inbound = Arc::new(
+            crate::inbound::Inbound::open(&config, &configured.sync)
+                .context("starting the webhook inbox")?,
+        );
         let engine = Engine::open(engine_config(&config), store.clone(), sink)
             .await
             .context("opening the ledger (recovery from the journal)")?;
@@ -199,6 +205,7 @@ impl Server {
             )),
             alerts,
             full_syncs,
+            inbound,
             started_at: wall_clock(),
         };
         configured.apply(&state).await?;
@@ -208,6 +215,8 @@ impl Server {
         if let Some(sync) = &state.sync {
             crate::syncstate::resume(&state, sync.clone(), acknowledged, new_channels).await?;
         }
+        // After the resume: the orders it processes tell a primed sync what channels took.
+        state.inbound.start(state.clone());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -245,7 +254,9 @@ async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;
-    // HTTP no longer takes requests: let the writer apply and commit what is queued.
+    // HTTP no longer takes requests: the processor stops after the row in hand (the rest stay
+    // pending in the inbox), then the writer applies and commits what is queued.
+    state.inbound.stop().await;
     state
         .engine
         .shutdown()

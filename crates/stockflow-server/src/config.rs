@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The top-level keys of [`Config`].
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "listen",
     "data_dir",
     "http",
@@ -21,6 +21,7 @@ const SECTIONS: [&str; 11] = [
     "dashboard",
     "reconcile",
     "alerts",
+    "webhooks",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +48,126 @@ pub struct Config {
     /// Alert rules, thresholds and webhooks (see [`crate::alerts`]).
     #[serde(default)]
     pub alerts: crate::alerts::AlertsSection,
+    /// Inbound channel webhooks (see [`crate::inbound`]).
+    #[serde(default)]
+    pub webhooks: WebhooksSection,
+}
+
+/// `[webhooks]`: inbound channel webhooks, accepted durably then processed (see
+/// [`crate::inbound`]). Per channel, `[webhooks.channels.<id>]` holds its secrets (see
+/// [`crate::inbound::settings`]); a channel's drift policy is `[reconcile.channels]`'.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// Accept and record webhooks, process none (maintenance; tests of the inbox).
+    pub processor_paused: bool,
+    /// Webhooks accepted and not processed yet; beyond it new ones are answered 503 with
+    /// Retry-After, so the platform retries.
+    pub backlog_max: u64,
+    /// The bodies of processed webhooks are deleted after this; their keys stay forever.
+    pub body_retention_hours: u64,
+    /// The previous secret of a channel is accepted this long after its `rotated_at`.
+    pub rotation_grace_seconds: u64,
+    /// Bodies above these are refused with 413 before they are read whole.
+    pub body_limit_bytes: WebhookBodyLimits,
+    /// Failed processing is retried after `retry_base_ms`, doubling up to `retry_cap_ms`; after
+    /// `attempts_max` attempts the row is quarantined.
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+    pub attempts_max: u32,
+    /// TTL of the provisional reservation of an order not paid yet.
+    pub order_ttl_seconds: u32,
+    /// A channel-side inventory edit is re-read this long after it was heard, so that the
+    /// order webhooks sent around it are processed first.
+    pub drift_delay_ms: u64,
+    /// How long a fulfilment waits for the warehouse's picks before a mismatch is recorded.
+    pub fulfilment_grace_seconds: u64,
+    /// Channels that take webhooks, by id: secrets and rotation.
+    pub channels: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Body limits per platform.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookBodyLimits {
+    pub shopify: usize,
+    pub amazon: usize,
+    pub tiktok: usize,
+}
+
+impl Default for WebhookBodyLimits {
+    fn default() -> Self {
+        Self {
+            // Shopify orders with many lines run to hundreds of kilobytes; SQS caps a message
+            // at 1 MiB; TikTok's webhooks are small.
+            shopify: 2 * 1024 * 1024,
+            amazon: 1024 * 1024,
+            tiktok: 256 * 1024,
+        }
+    }
+}
+
+impl WebhookBodyLimits {
+    pub fn of(&self, platform: crate::inbound::settings::Platform) -> usize {
+        use crate::inbound::settings::Platform;
+        match platform {
+            Platform::Shopify => self.shopify,
+            Platform::Amazon => self.amazon,
+            Platform::Tiktok => self.tiktok,
+        }
+    }
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        Self {
+            processor_paused: false,
+            backlog_max: 100_000,
+            body_retention_hours: 30 * 24,
+            rotation_grace_seconds: 3_600,
+            body_limit_bytes: WebhookBodyLimits::default(),
+            retry_base_ms: 500,
+            retry_cap_ms: 300_000,
+            attempts_max: 50,
+            order_ttl_seconds: 7 * 24 * 3_600,
+            drift_delay_ms: 10_000,
+            fulfilment_grace_seconds: 900,
+            channels: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl WebhooksSection {
+    pub fn validate(&self) -> Result<(), String> {
+        let limits = self.body_limit_bytes;
+        let checks = [
+            (
+                self.backlog_max >= 1,
+                "webhooks.backlog_max must be at least 1",
+            ),
+            (
+                limits.shopify >= 1024 && limits.amazon >= 1024 && limits.tiktok >= 1024,
+                "webhooks.body_limit_bytes must be at least 1024 for every platform",
+            ),
+            (
+                self.retry_base_ms >= 1 && self.retry_cap_ms >= self.retry_base_ms,
+                "webhooks.retry_base_ms must be at least 1 and at most retry_cap_ms",
+            ),
+            (
+                self.attempts_max >= 1,
+                "webhooks.attempts_max must be at least 1",
+            ),
+            (
+                (1..=stockflow_core::command::RESERVATION_TTL_SECONDS_MAX)
+                    .contains(&self.order_ttl_seconds),
+                "webhooks.order_ttl_seconds is out of range",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, message)) => Err((*message).to_owned()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The operators' KPIs (see [`crate::kpis`]).
@@ -164,6 +285,7 @@ impl Default for Config {
             dashboard: DashboardSection::default(),
             reconcile: Default::default(),
             alerts: Default::default(),
+            webhooks: WebhooksSection::default(),
         }
     }
 }
@@ -259,6 +381,7 @@ impl Config {
         }
         self.reconcile.validate().map_err(ConfigError)?;
         self.alerts.validate().map_err(ConfigError)?;
+        self.webhooks.validate().map_err(ConfigError)?;
         for location in &self.ledger.location_priority {
             stockflow_core::ids::LocationId::parse(location.clone())
                 .map_err(|error| ConfigError(format!("ledger.location_priority: {error}")))?;

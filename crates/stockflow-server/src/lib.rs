@@ -16,6 +16,8 @@
 //! - [`reconcile`]: cycle counts against the ledger, channel read-backs against the sync.
 //! - [`alerts`]: alert rules evaluated on a timer, listed and delivered to webhooks.
 //! - [`kpis`]: the operators' KPIs in time buckets, reported over windows.
+//! - [`inbound`]: channel webhooks: verified, recorded in a durable inbox, processed into
+//!   reservations, fulfilment checks and drift repairs.
 //! - [`dashboard`]: the page at `/`, its embedded assets and its live stream.
 
 pub mod alerts;
@@ -23,6 +25,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod dashboard;
+pub mod inbound;
 pub mod json;
 pub mod kpis;
 pub mod problem;

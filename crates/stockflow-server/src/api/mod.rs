@@ -11,6 +11,7 @@ pub mod reconcile;
 pub mod reservations;
 pub mod skus;
 pub mod system;
+pub mod webhooks;
 
 use crate::app::{AppState, wall_clock};
 use crate::problem::Problem;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(audit::routes())
         .merge(availability::routes())
         .merge(system::routes())
+        .merge(webhooks::routes())
         .merge(kpis::routes())
         .merge(reconcile::routes())
         .merge(alerts::routes())
