@@ -1,4 +1,5 @@
 //! Tests of the `stockflow` binary as a process: killed with SIGKILL mid-stream and restarted,
 //! stopped with SIGTERM while requests are in flight, and `stockflow verify` on what it left.
 
+mod dashboard;
 mod demo;
