@@ -1,5 +1,7 @@
 //! The `stockflow` command.
 
+mod client;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -38,12 +40,35 @@ enum CommandLine {
     /// sandboxes, buyers and a warehouse, on a temporary data directory; ends with the KPIs and
     /// a timeline chart.
     Demo(stockflow::demo::DemoArgs),
+    /// Reconciliation against a running server.
+    Reconcile {
+        #[command(subcommand)]
+        which: ReconcileCommand,
+    },
+    /// The audit trail of a running server.
+    Audit {
+        #[command(subcommand)]
+        which: AuditCommand,
+    },
     /// Check that the state recovered from the latest snapshot and the journal equals a replay
     /// of the whole journal from empty (the server must not be running on the same directory).
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ReconcileCommand {
+    /// Import a cycle count: compare it with on_hand as of its count time and report (a dry
+    /// run), or apply the differences.
+    Counts(client::CountsArgs),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Export the audit trail (filtered) as CSV or JSON lines.
+    Export(client::ExportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +97,12 @@ fn main() -> anyhow::Result<()> {
                 config,
             } => serve(listen, data_dir, config).await,
             CommandLine::Verify { data_dir } => verify(data_dir).await,
+            CommandLine::Reconcile {
+                which: ReconcileCommand::Counts(args),
+            } => client::counts(args).await,
+            CommandLine::Audit {
+                which: AuditCommand::Export(args),
+            } => client::export(args).await,
             CommandLine::Demo(args) => stockflow::demo::run(args).await.map(|_| ()),
         }
     })

@@ -157,6 +157,9 @@ impl Delivery {
         let counters = self.counters.clone();
         tokio::spawn(async move {
             let Some(mut receiver) = receiver else { return };
+            // reqwest is built without a default TLS provider; the binary installs ring at
+            // start, a server started as a library may not have.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let client = match reqwest::Client::builder()
                 .timeout(Duration::from_millis(target.timeout_ms))
                 .build()

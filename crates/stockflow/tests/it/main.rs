@@ -1,5 +1,6 @@
 //! Tests of the `stockflow` binary as a process: killed with SIGKILL mid-stream and restarted,
 //! stopped with SIGTERM while requests are in flight, and `stockflow verify` on what it left.
 
+mod cli;
 mod dashboard;
 mod demo;
