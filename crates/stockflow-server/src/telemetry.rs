@@ -40,6 +40,7 @@ pub fn prometheus() -> PrometheusHandle {
             stockflow_engine::metrics::describe();
             crate::sink::describe_metrics();
             crate::kpis::describe_metrics();
+            crate::alerts::describe_metrics();
             handle
         })
         .clone()

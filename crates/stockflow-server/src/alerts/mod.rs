@@ -253,6 +253,14 @@ pub async fn evaluate(state: &AppState, now: Timestamp) -> Vec<Transition> {
 pub const ALERTS_TOTAL: &str = "stockflow_alerts_total";
 pub const ALERTS_OPEN: &str = "stockflow_alerts_open";
 
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        ALERTS_TOTAL,
+        "Alert transitions, by rule and transition (opened, resolved)."
+    );
+    metrics::describe_gauge!(ALERTS_OPEN, "Alerts open now (one per rule x subject).");
+}
+
 fn sync_conditions(state: &AppState, now: Timestamp) -> Vec<Condition> {
     let Some(sync) = &state.sync else {
         return Vec::new();

@@ -221,6 +221,15 @@ mod channels {
     }
 
     async fn app(name: &str, sandbox: &ShopifyHandle, policy: DriftPolicy) -> App {
+        scheduled(name, sandbox, policy, 0).await
+    }
+
+    async fn scheduled(
+        name: &str,
+        sandbox: &ShopifyHandle,
+        policy: DriftPolicy,
+        interval_seconds: u64,
+    ) -> App {
         let base_url = sandbox.base_url();
         spawn_with(name, |config| {
             config.channels.insert(
@@ -235,6 +244,7 @@ mod channels {
                 .drift_policies
                 .insert("shop".into(), policy);
             config.reconcile.channels.page_keys = 1;
+            config.reconcile.channels.interval_seconds = interval_seconds;
             config.alerts.resolve_after_seconds = 0;
             config.alerts.evaluate_every_ms = 3_600_000;
         })
@@ -358,6 +368,38 @@ mod channels {
             Some(1),
             "the edit stands"
         );
+        app.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn runs_also_happen_on_a_schedule_and_repair_what_they_find() {
+        let sandbox = sandbox().await;
+        let app = scheduled("reconcile-schedule", &sandbox, DriftPolicy::Overwrite, 1).await;
+        stocked(&app, &sandbox).await;
+        sandbox
+            .merchant_set("SKU-2", EAST, "available", 40)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, runs) = app.get("/v1/reconcile/runs").await;
+            let found = runs["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|run| run["trigger"] == "schedule" && run["channels"][0]["drift"] == 1);
+            if found {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no scheduled run found the drift: {runs}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        until("the scheduled run's repair", || {
+            sandbox.quantity("SKU-2", EAST, "available") == Some(4)
+        })
+        .await;
         app.shutdown().await;
     }
 }
