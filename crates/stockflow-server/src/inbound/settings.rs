@@ -255,3 +255,72 @@ pub fn tiktok_readers(
     }
     Ok(readers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(channels: Value, webhooks: Value) -> Result<InboundSettings, String> {
+        let mut config = Config {
+            channels: serde_json::from_value(channels).unwrap(),
+            ..Config::default()
+        };
+        config.webhooks.channels = serde_json::from_value(webhooks).unwrap();
+        InboundSettings::from_config(&config).map_err(|error| format!("{error:#}"))
+    }
+
+    #[test]
+    fn a_channel_takes_its_platform_tenant_and_ids_from_its_channel_table() {
+        let settings = parse(
+            json!({"shop": {"kind": "shopify", "tenant": "acme",
+                            "locations": {"east": "gid://shopify/Location/70001"},
+                            "items": {"SKU-1": "gid://shopify/InventoryItem/40000001"}}}),
+            json!({"shop": {"secret": "s", "previous_secret": "p",
+                            "rotated_at": "2026-11-28T01:00:00Z"}}),
+        )
+        .unwrap();
+        let shop = settings.channel(Platform::Shopify, "shop").unwrap();
+        assert_eq!(shop.tenant.as_str(), "acme");
+        assert_eq!(shop.items["40000001"].as_str(), "SKU-1");
+        assert_eq!(shop.locations["70001"].as_str(), "east");
+        assert!(shop.previous.is_some());
+        assert!(settings.channel(Platform::Amazon, "shop").is_none());
+        assert!(format!("{shop:?}").contains("Secret(redacted)"));
+    }
+
+    #[test]
+    fn what_cannot_be_checked_stops_the_start() {
+        let cases = [
+            (
+                json!({}),
+                json!({"x": {"secret": "s"}}),
+                "platform is required",
+            ),
+            (
+                json!({}),
+                json!({"x": {"platform": "ebay", "secret": "s"}}),
+                "ebay",
+            ),
+            (
+                json!({}),
+                json!({"x": {"platform": "shopify", "secret": "s", "previous_secret": "p"}}),
+                "rotated_at",
+            ),
+            (
+                json!({}),
+                json!({"x": {"platform": "tiktok", "secret": "s"}}),
+                "app_key is required",
+            ),
+            (
+                json!({}),
+                json!({"x": {"platform": "shopify", "secret": "s", "secrt": "t"}}),
+                "unknown field",
+            ),
+        ];
+        for (channels, webhooks, expected) in cases {
+            let error = parse(channels, webhooks.clone()).unwrap_err();
+            assert!(error.contains(expected), "{webhooks}: {error}");
+        }
+    }
+}

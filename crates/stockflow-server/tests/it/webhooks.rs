@@ -398,7 +398,13 @@ fn shopify_signature(secret: &str, body: &[u8]) -> String {
 
 #[tokio::test]
 async fn signature_failures_are_refused_and_record_nothing() {
-    let app = spawn("webhook-signatures", |_| {}).await;
+    let app = spawn("webhook-signatures", |config| {
+        config.webhooks.channels.insert(
+            "tt".into(),
+            json!({"platform": "tiktok", "secret": TIKTOK_SECRET, "app_key": TIKTOK_KEY}),
+        );
+    })
+    .await;
     stock(&app, "SKU-1", "east", 10, 1).await;
     let body =
         serde_json::to_vec(&json!({"id": 1, "line_items": [{"sku": "SKU-1", "quantity": 1}]}))
@@ -427,6 +433,16 @@ async fn signature_failures_are_refused_and_record_nothing() {
             "invalid_signature",
         ),
         ("/v1/webhooks/amazon/amzn", vec![], "missing_signature"),
+        (
+            // TikTok signs app_key + body: the body alone, with the right secret, is not it.
+            "/v1/webhooks/tiktok/tt",
+            vec![(
+                "Authorization".to_owned(),
+                hex::encode(hmac(TIKTOK_SECRET, &[&body])),
+            )],
+            "invalid_signature",
+        ),
+        ("/v1/webhooks/tiktok/tt", vec![], "missing_signature"),
     ];
     for (path, headers, code) in refused {
         let (status, problem) = deliver(&app, path, &headers, &body).await;
