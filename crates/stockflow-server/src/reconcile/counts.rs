@@ -349,6 +349,19 @@ pub struct ImportOptions {
     pub apply_valid_rows: bool,
 }
 
+/// A count compared with the ledger, before anything is applied.
+#[derive(Debug, Clone)]
+pub struct CountPlan {
+    pub count_id: String,
+    /// The mode asked for, and the one in force (a dry run when malformed rows block).
+    pub asked: ApplyMode,
+    pub mode: ApplyMode,
+    pub valid_rows: usize,
+    pub malformed: Vec<RowError>,
+    pub matched: u64,
+    pub discrepancies: Vec<Discrepancy>,
+}
+
 /// Compares the rows with the ledger and applies what `options` says. Malformed rows stop any
 /// apply unless `apply_valid_rows` (the answer is then a 422 carrying the report).
 pub async fn import(
@@ -358,58 +371,84 @@ pub async fn import(
     malformed: Vec<RowError>,
     options: ImportOptions,
 ) -> Result<CountReport, Problem> {
-    let count_id = format!("count-{}", crate::app::wall_clock().unix_micros());
-    let settings = &state.config.reconcile.counts;
-    let ledger = expected(state, &tenant, &rows).await?;
+    let plan = plan(state, &tenant, rows, malformed, options).await?;
+    execute(state, &tenant, plan).await
+}
+
+/// Compares each row with on_hand as of its count time and decides what to do with it.
+pub async fn plan(
+    state: &AppState,
+    tenant: &TenantId,
+    rows: Vec<CountRow>,
+    malformed: Vec<RowError>,
+    options: ImportOptions,
+) -> Result<CountPlan, Problem> {
+    let policy = state.config.reconcile.counts.policy;
+    let ledger = expected(state, tenant, &rows).await?;
     let blocked = !malformed.is_empty() && !options.apply_valid_rows;
     let mode = if blocked {
         ApplyMode::DryRun
     } else {
         options.mode
     };
-    let mut discrepancies = Vec::new();
-    let mut matched = 0;
+    let mut plan = CountPlan {
+        count_id: format!("count-{}", crate::app::wall_clock().unix_micros()),
+        asked: options.mode,
+        mode,
+        valid_rows: rows.len(),
+        malformed,
+        matched: 0,
+        discrepancies: Vec::new(),
+    };
     for row in &rows {
         let (known, changes) = &ledger[&(row.sku.clone(), row.location.clone())];
-        let known = *known;
-        let expected = expected_for(known, changes, row);
+        let expected = expected_for(*known, changes, row);
         let difference = row.counted - expected;
-        let decision = reconcile::decide(difference, expected, mode, &settings.policy);
+        let decision = reconcile::decide(difference, expected, mode, &policy);
         if decision == Decision::Matches {
-            matched += 1;
-            continue;
+            plan.matched += 1;
+        } else {
+            plan.discrepancies
+                .push(discrepancy(row, *known, expected, decision));
         }
-        discrepancies.push(Discrepancy {
-            line: row.line,
-            sku: row.sku.to_string(),
-            location: row.location.to_string(),
-            counted: row.counted,
-            counted_at: format_time(row.counted_at),
-            expected,
-            on_hand_now: known.on_hand_now,
-            difference,
-            value: row.unit_cost.map(|cost| cost * difference as f64),
-            decision,
-            correction: reconcile::correction(row.counted, expected, known.on_hand_now),
-            status: match decision {
-                Decision::Flagged => "flagged".into(),
-                Decision::Apply => "pending".into(),
-                _ => "reported".into(),
-            },
-            event_id: None,
-            version: known.version,
-        });
     }
-    apply(state, &tenant, &count_id, &mut discrepancies).await?;
-    let report = report(
-        count_id,
-        mode,
-        rows.len(),
-        malformed,
-        matched,
-        discrepancies,
-        settings.listed_max,
-    );
+    Ok(plan)
+}
+
+fn discrepancy(row: &CountRow, known: Ledger, expected: i64, decision: Decision) -> Discrepancy {
+    let difference = row.counted - expected;
+    Discrepancy {
+        line: row.line,
+        sku: row.sku.to_string(),
+        location: row.location.to_string(),
+        counted: row.counted,
+        counted_at: format_time(row.counted_at),
+        expected,
+        on_hand_now: known.on_hand_now,
+        difference,
+        value: row.unit_cost.map(|cost| cost * difference as f64),
+        decision,
+        correction: reconcile::correction(row.counted, expected, known.on_hand_now),
+        status: match decision {
+            Decision::Flagged => "flagged".into(),
+            Decision::Apply => "pending".into(),
+            _ => "reported".into(),
+        },
+        event_id: None,
+        version: known.version,
+    }
+}
+
+/// Applies the plan's `Apply` rows (each against the version it was computed from), records
+/// the totals, and reports.
+pub async fn execute(
+    state: &AppState,
+    tenant: &TenantId,
+    mut plan: CountPlan,
+) -> Result<CountReport, Problem> {
+    apply(state, tenant, &plan.count_id, &mut plan.discrepancies).await?;
+    let blocked = plan.mode != plan.asked;
+    let report = report(plan, state.config.reconcile.counts.listed_max);
     state
         .reconciliation
         .record_count(&crate::reconcile::stats::CountTotals {
@@ -421,7 +460,7 @@ pub async fn import(
             flagged: report.flagged,
             conflicts: report.conflicts,
         });
-    if blocked && options.mode != ApplyMode::DryRun {
+    if blocked {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "malformed_rows",
@@ -440,15 +479,16 @@ fn expected_for(known: Ledger, changes: &[OnHandChange], row: &CountRow) -> i64 
     reconcile::on_hand_at(known.on_hand_now, changes, row.counted_at)
 }
 
-fn report(
-    count_id: String,
-    mode: ApplyMode,
-    rows: usize,
-    malformed: Vec<RowError>,
-    matched: u64,
-    mut discrepancies: Vec<Discrepancy>,
-    listed_max: usize,
-) -> CountReport {
+fn report(plan: CountPlan, listed_max: usize) -> CountReport {
+    let CountPlan {
+        count_id,
+        mode,
+        valid_rows,
+        malformed,
+        matched,
+        mut discrepancies,
+        ..
+    } = plan;
     let status_count = |prefix: &str| {
         discrepancies
             .iter()
@@ -469,8 +509,8 @@ fn report(
     CountReport {
         count_id,
         mode,
-        rows: rows as u64 + malformed.len() as u64,
-        valid_rows: rows as u64,
+        rows: valid_rows as u64 + malformed.len() as u64,
+        valid_rows: valid_rows as u64,
         malformed,
         matched,
         discrepancies_total,

@@ -190,6 +190,46 @@ async fn the_threshold_policy_applies_small_differences_and_flags_the_rest() {
 }
 
 #[tokio::test]
+async fn a_change_between_the_comparison_and_the_apply_is_a_conflict_not_an_overwrite() {
+    use stockflow_core::ids::TenantId;
+    use stockflow_core::reconcile::ApplyMode;
+    use stockflow_server::reconcile::counts::{self, CountFormat, ImportOptions};
+    let app = spawn_app("count-conflict").await;
+    app.post(
+        "/v1/events",
+        json!({"events": [received("e1", 1, "A", "east", 10), received("e2", 2, "B", "east", 10)]}),
+    )
+    .await;
+    let at = now();
+    let file = format!("sku,location,counted,counted_at\nA,east,8,{at}\nB,east,7,{at}\n");
+    let (rows, malformed) = counts::parse(file.as_bytes(), CountFormat::Csv, None, 10).unwrap();
+    let state = &app.server.as_ref().unwrap().state;
+    let tenant = TenantId::default_tenant();
+    let options = ImportOptions {
+        mode: ApplyMode::All,
+        apply_valid_rows: false,
+    };
+    let plan = counts::plan(state, &tenant, rows, malformed, options)
+        .await
+        .unwrap();
+    assert_eq!(plan.discrepancies.len(), 2);
+    // A receipt of A lands after the comparison and before the apply.
+    app.post("/v1/events", received("e3", 3, "A", "east", 5))
+        .await;
+    let report = counts::execute(state, &tenant, plan).await.unwrap();
+    let report = serde_json::to_value(&report).unwrap();
+    assert_eq!(summary(&report), ["2:A:-2:conflict", "3:B:-3:applied"]);
+    assert_eq!(report["conflicts"], 1);
+    assert_eq!(
+        on_hand(&app, "A").await,
+        15,
+        "the receipt stands; the count did not overwrite it"
+    );
+    assert_eq!(on_hand(&app, "B").await, 7);
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_count_over_the_size_limit_is_refused_while_it_streams() {
     let app = spawn_with("count-limit", |config| {
         config.reconcile.counts.bytes_max = 1024
