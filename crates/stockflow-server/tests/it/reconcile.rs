@@ -442,4 +442,66 @@ mod channels {
         .await;
         app.shutdown().await;
     }
+
+    /// Amazon is told one quantity per SKU (its listing), read back through the Listings Items
+    /// API. An order Amazon took that stockflow never heard of shows as drift; accepted, it
+    /// becomes an adjustment at the channel's one location.
+    #[tokio::test]
+    async fn amazon_listing_quantities_are_read_back_and_an_unreported_sale_is_found() {
+        use stockflow_sim::amazon::{self, AmazonConfig};
+        let catalogue = Catalogue::generate(&CatalogueSpec::new(&["SKU-1", "SKU-2"], &["east"], 0));
+        let mut config = AmazonConfig::new(catalogue.amazon, "token");
+        config.apply_delay = Duration::from_millis(50);
+        config.never_applied_share = 0.0;
+        let sandbox = amazon::start(config).await.unwrap();
+        let base_url = sandbox.base_url();
+        let app = spawn_with("reconcile-amazon", |config| {
+            config.channels.insert(
+                "amazon".into(),
+                json!({"kind": "amazon", "serves": ["east"], "base_url": base_url,
+                       "seller_id": "A2SANDBOXSELLER", "marketplace_ids": ["ATVPDKIKX0DER"],
+                       "access_token": "token"}),
+            );
+            config
+                .reconcile
+                .channels
+                .drift_policies
+                .insert("amazon".into(), DriftPolicy::Accept);
+        })
+        .await;
+        let events = json!({"events": [received("e1", 1, "SKU-1", "east", 7), received("e2", 2, "SKU-2", "east", 4)]});
+        app.post("/v1/events", events).await;
+        until("Amazon to list the stock", || {
+            sandbox.quantity("SKU-1") == Some(7) && sandbox.quantity("SKU-2") == Some(4)
+        })
+        .await;
+        // Let the engine's own read-back of the queued values settle before reconciling.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (status, run) = app.post("/v1/reconcile/channels/amazon", json!({})).await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(
+            classes(&run),
+            json!({"checked": 2, "matches": 2, "drift": 0, "mismatched": 0, "mismatch_rate": 0.0})
+        );
+
+        sandbox.place_order("SKU-1", 2).unwrap();
+        let (_, run) = app.post("/v1/reconcile/channels/amazon", json!({})).await;
+        assert_eq!(
+            classes(&run),
+            json!({"checked": 2, "matches": 1, "drift": 1, "mismatched": 1, "mismatch_rate": 0.5})
+        );
+        let mismatch = &run["channels"][0]["mismatches"][0];
+        assert_eq!(
+            (
+                &mismatch["location"],
+                &mismatch["shown"],
+                &mismatch["repair"]
+            ),
+            (&Value::Null, &json!(5), &json!("accepted")),
+            "{run}"
+        );
+        let (_, sku) = app.get("/v1/skus/SKU-1").await;
+        assert_eq!(sku["locations"][0]["on_hand"], 5, "{sku}");
+        app.shutdown().await;
+    }
 }
