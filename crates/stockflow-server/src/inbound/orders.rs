@@ -113,8 +113,10 @@ fn describe(reservation: &Reservation) -> String {
     let reason = reservation.resolution_reason.as_deref().unwrap_or_default();
     if reservation.is_tombstone() {
         format!("nothing held: {reason}")
-    } else {
+    } else if reservation.state.is_open() || reason.is_empty() {
         format!("reservation {}", reservation.state.name())
+    } else {
+        format!("reservation {} ({reason})", reservation.state.name())
     }
 }
 
@@ -361,7 +363,11 @@ async fn confirm(
             return Ok(());
         }
         ReservationState::Released | ReservationState::Expired => {
-            if reservation.is_tombstone() {
+            // A cancellation processed before this older webhook (delivered late, or retried)
+            // is the order's latest state, not a contradiction.
+            let cancelled_here =
+                reservation.resolution_reason.as_deref() == Some(cancel_reason(context).as_str());
+            if reservation.is_tombstone() || cancelled_here {
                 report.note(describe(&reservation));
             } else {
                 report.incident(incident(
@@ -398,6 +404,10 @@ async fn confirm(
     Ok(())
 }
 
+fn cancel_reason(context: &Context<'_>) -> String {
+    format!("cancelled on {}", context.webhook.channel)
+}
+
 async fn cancel(
     context: &Context<'_>,
     id: &ReservationId,
@@ -406,7 +416,7 @@ async fn cancel(
     let before = existing(context, id);
     let command = LedgerCommand::CancelOrder {
         reservation_id: id.clone(),
-        reason: Some(format!("cancelled on {}", context.webhook.channel)),
+        reason: Some(cancel_reason(context)),
     };
     match submit(context, command).await? {
         Reply::Reservation { reservation, .. } => match before {

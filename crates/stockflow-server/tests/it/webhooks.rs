@@ -241,6 +241,12 @@ async fn shopify_orders_are_reserved_confirmed_and_released() {
     let released = reservation_in(&app, id, "released").await;
     assert_eq!(released["resolution_reason"], "cancelled on shop");
     assert_eq!(available(&app, "SKU-1", "east").await["available"], 10);
+    // A payment webhook delivered after the cancellation changes nothing and is no incident.
+    shopify(&app, ORDERS_PAID, &order, &paid(), 4).await;
+    processed(&app).await;
+    reservation_in(&app, id, "released").await;
+    assert_eq!(incidents(&app, "").await, Vec::<Value>::new());
+    assert_eq!(available(&app, "SKU-1", "east").await["available"], 10);
     app.shutdown().await;
 }
 
