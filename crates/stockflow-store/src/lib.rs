@@ -8,11 +8,14 @@
 //!
 //! - [`port`]: the [`Store`] trait, its batch, snapshot and query types, and its limits.
 //! - [`error`]: [`StoreError`], the one error type; backend errors are boxed sources.
-//! - [`codec`]: the binary encoding of journal inputs and snapshots, MessagePack with names.
+//! - [`codec`]: the binary encoding of journal inputs and snapshots: MessagePack with names, and
+//!   a compact form for requests of events.
+//! - `binary`: varints and length-prefixed text, for the compact encodings.
 //! - [`memory`]: [`MemoryStore`], for tests and simulations.
 //! - [`sqlite`]: [`SqliteStore`], with WAL, `synchronous=FULL`, one transaction per batch, a pool of
-//!   read connections beside the writer's.
+//!   read connections beside the writer's; the audit trail in chunks with an index by SKU.
 
+mod binary;
 pub mod codec;
 pub mod error;
 pub mod memory;

@@ -5,6 +5,12 @@
 //! and the core's internally tagged enums and tuple-keyed maps (which postcard and bincode cannot
 //! read back) round-trip. Every blob starts with a format byte so that a later format can be told
 //! apart from this one.
+//!
+//! Requests of events, nearly every journal row of a busy store, are written in a compact form
+//! of their own ([`FORMAT_EVENTS_COMPACT`], see [`encode_input_into`]): the eight event types
+//! field by field, with varints and length-prefixed ids, about a third of the named MessagePack
+//! and a fraction of its encoding cost. Every other input stays MessagePack. Both formats are
+//! read by [`decode_input`].
 
 use crate::error::StoreError;
 use serde::Serialize;
@@ -13,8 +19,12 @@ use stockflow_core::command::{Command, LedgerCommand};
 use stockflow_core::envelope::Input;
 use stockflow_core::ledger::Ledger;
 
+mod events_codec;
+
 /// The first byte of every blob written by this version.
 pub const FORMAT_MESSAGEPACK_NAMED: u8 = 1;
+/// The first byte of a journal input holding a request of events in the compact form.
+pub const FORMAT_EVENTS_COMPACT: u8 = 2;
 
 /// Appends the encoding of `value` to `buffer` (which the caller may reuse between calls).
 pub fn encode_into<T: Serialize>(
@@ -48,6 +58,27 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
         }
         Some((format, _)) => Err(error(format!("unknown format byte {format}").into())),
         None => Err(error("empty blob".into())),
+    }
+}
+
+/// Appends the journal encoding of `input` to `buffer`: compact for events, MessagePack for the
+/// rest.
+pub fn encode_input_into(buffer: &mut Vec<u8>, input: &Input) -> Result<(), StoreError> {
+    match input {
+        Input::Events(events) => {
+            buffer.push(FORMAT_EVENTS_COMPACT);
+            events_codec::encode(buffer, events);
+            Ok(())
+        }
+        other => encode_into(buffer, "journal input", other),
+    }
+}
+
+/// Reads a journal input in either format.
+pub fn decode_input(bytes: &[u8]) -> Result<Input, StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_EVENTS_COMPACT, body)) => events_codec::decode(body).map(Input::Events),
+        _ => decode("journal input", bytes),
     }
 }
 

@@ -7,6 +7,8 @@
 //! the busy timeout absorbs the wait), and a small pool of read connections (audit and journal
 //! reads: WAL lets them read while the writer writes).
 
+pub mod chunk;
+mod migrate_v1;
 mod query;
 mod rows;
 pub mod schema;
@@ -25,9 +27,6 @@ use stockflow_core::envelope::{Envelope, Input, Position};
 use stockflow_core::ids::TenantId;
 use stockflow_core::time::Timestamp;
 
-pub(crate) const AUDIT_COLUMNS: &str = "id, tenant, position, at, sku, location, channel, \
-    cause_kind, cause_id, cause_name, cause_source, actor, reason, change_kind, before, after, \
-    detail";
 pub(crate) const INCIDENT_COLUMNS: &str =
     "id, tenant, position, at, kind, sku, location, channel, source, shortfall, detail, cause";
 
@@ -74,10 +73,16 @@ struct Writer {
     connection: Connection,
     /// The last journaled position, kept here so that an append is checked without a query.
     last_position: Position,
-    /// The id of the next audit row: ids are assigned here, in journal order.
+    /// The id of the next audit entry: ids are assigned here, in journal order.
     next_audit_id: i64,
-    /// Reused for every envelope's encoding.
-    buffer: Vec<u8>,
+    /// Reused for every envelope's encoding and every audit chunk's.
+    buffers: Buffers,
+}
+
+#[derive(Default)]
+struct Buffers {
+    input: Vec<u8>,
+    chunk: Vec<u8>,
 }
 
 impl SqliteStore {
@@ -104,16 +109,24 @@ impl SqliteStore {
                 r.get(0)
             })
             .map_err(|e| open_error(StoreError::backend("reading the journal head", e)))?;
-        let max_audit_id: i64 = connection
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |r| r.get(0))
+        let next_audit_id: i64 = connection
+            .query_row(
+                "SELECT COALESCE((SELECT first_id + count FROM audit \
+                 ORDER BY first_id DESC LIMIT 1), 1)",
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| open_error(StoreError::backend("reading the last audit id", e)))?;
         let maintenance = open_connection(&config.path, &config).map_err(open_error)?;
         Ok(Self {
             writer: Mutex::new(Writer {
                 connection,
                 last_position: last_position as Position,
-                next_audit_id: max_audit_id + 1,
-                buffer: Vec::with_capacity(64 * 1024),
+                next_audit_id,
+                buffers: Buffers {
+                    input: Vec::with_capacity(64 * 1024),
+                    chunk: Vec::with_capacity(16 * 1024),
+                },
             }),
             maintenance: Mutex::new(maintenance),
             readers: Mutex::new(Vec::new()),
@@ -235,12 +248,12 @@ impl Store for SqliteStore {
         check_batch(writer.last_position, batch)?;
         let Writer {
             connection,
-            buffer,
+            buffers,
             next_audit_id,
             ..
         } = &mut *writer;
         // Only a committed batch moves the ids on: a failed one leaves them for the next.
-        *next_audit_id = append_batch(connection, buffer, *next_audit_id, batch)?;
+        *next_audit_id = append_batch(connection, buffers, *next_audit_id, batch)?;
         writer.last_position = batch[batch.len() - 1].envelope.position;
         Ok(())
     }
@@ -353,12 +366,12 @@ impl Store for SqliteStore {
     }
 }
 
-/// One transaction for the whole batch: journal rows, audit rows, incidents. Dropping the
-/// transaction on an error rolls all of it back.
+/// One transaction for the whole batch: journal rows, audit chunks and their SKU index,
+/// incidents. Dropping the transaction on an error rolls all of it back.
 /// Returns the next audit id after the batch.
 fn append_batch(
     connection: &mut Connection,
-    buffer: &mut Vec<u8>,
+    buffers: &mut Buffers,
     mut audit_id: i64,
     batch: &[BatchEntry<'_>],
 ) -> Result<i64, StoreError> {
@@ -367,61 +380,39 @@ fn append_batch(
         .map_err(|e| StoreError::backend("starting a batch transaction", e))?;
     {
         let error = |e| StoreError::backend("appending a batch", e);
-        let mut journal = transaction
-            .prepare_cached(
-                "INSERT INTO journal (position, tenant, recorded_at, kind, audit_first_id, input) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(error)?;
-        let mut audit = transaction
-            .prepare_cached(
-                "INSERT INTO audit (id, bucket, tenant, position, at, sku, location, channel, \
-                 cause_kind, cause_id, cause_name, cause_source, actor, reason, change_kind, \
-                 before, after, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-                 ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            )
-            .map_err(error)?;
+        let mut statements = AppendStatements {
+            journal: transaction
+                .prepare_cached(
+                    "INSERT INTO journal (position, tenant, recorded_at, kind, audit_first_id, \
+                     input) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(error)?,
+            chunk: transaction
+                .prepare_cached(
+                    "INSERT INTO audit (first_id, position, tenant, at, count, entries) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(error)?,
+            sku_index: transaction
+                .prepare_cached("INSERT INTO audit_sku (bucket, key, id) VALUES (?1, ?2, ?3)")
+                .map_err(error)?,
+        };
         for entry in batch {
             let envelope = entry.envelope;
-            buffer.clear();
-            codec::encode_into(buffer, "journal input", &envelope.input)?;
-            journal
+            buffers.input.clear();
+            codec::encode_input_into(&mut buffers.input, &envelope.input)?;
+            statements
+                .journal
                 .execute(params![
                     envelope.position as i64,
                     envelope.tenant.as_str(),
                     envelope.recorded_at.0,
                     codec::input_kind(&envelope.input),
                     audit_id,
-                    &buffer[..],
+                    &buffers.input[..],
                 ])
                 .map_err(error)?;
-            for row in entry.audit {
-                let cause = rows::cause_columns(&row.cause, &row.actor);
-                let change = rows::change_columns(&row.change)?;
-                audit
-                    .execute(params![
-                        audit_id,
-                        audit_id >> schema::AUDIT_BUCKET_BITS,
-                        envelope.tenant.as_str(),
-                        row.position as i64,
-                        row.at.0,
-                        row.sku.as_str(),
-                        row.location.as_ref().map(|l| l.as_str()),
-                        row.channel.as_ref().map(|c| c.as_str()),
-                        cause.kind,
-                        cause.id,
-                        cause.name,
-                        cause.source,
-                        row.actor,
-                        row.reason,
-                        change.kind.as_ref(),
-                        change.before,
-                        change.after,
-                        change.detail,
-                    ])
-                    .map_err(error)?;
-                audit_id += 1;
-            }
+            audit_id = statements.audit(&mut buffers.chunk, envelope, entry.audit, audit_id)?;
             if !entry.incidents.is_empty() {
                 insert_incidents(&transaction, &envelope.tenant, entry.incidents)?;
             }
@@ -431,6 +422,59 @@ fn append_batch(
         .commit()
         .map_err(|e| StoreError::backend("committing a batch", e))?;
     Ok(audit_id)
+}
+
+/// The prepared inserts of a batch.
+struct AppendStatements<'c> {
+    journal: rusqlite::CachedStatement<'c>,
+    chunk: rusqlite::CachedStatement<'c>,
+    sku_index: rusqlite::CachedStatement<'c>,
+}
+
+impl AppendStatements<'_> {
+    /// Writes the audit entries of one envelope from id `first_id`, a chunk row per
+    /// [`chunk::CHUNK_ENTRIES_MAX`] entries and an index row per entry. Returns the next id.
+    fn audit(
+        &mut self,
+        buffer: &mut Vec<u8>,
+        envelope: &Envelope,
+        audit: &[stockflow_core::outcome::AuditEntry],
+        mut first_id: i64,
+    ) -> Result<i64, StoreError> {
+        let error = |e| StoreError::backend("appending audit entries", e);
+        if audit.is_empty() {
+            return Ok(first_id);
+        }
+        let head = chunk::ChunkHead {
+            position: envelope.position,
+            at: envelope.recorded_at,
+        };
+        let seed = chunk::tenant_seed(&envelope.tenant);
+        for entries in audit.chunks(chunk::CHUNK_ENTRIES_MAX) {
+            chunk::encode(buffer, head, entries)?;
+            self.chunk
+                .execute(params![
+                    first_id,
+                    envelope.position as i64,
+                    envelope.tenant.as_str(),
+                    envelope.recorded_at.0,
+                    entries.len() as i64,
+                    &buffer[..],
+                ])
+                .map_err(error)?;
+            for entry in entries {
+                self.sku_index
+                    .execute(params![
+                        first_id >> schema::AUDIT_BUCKET_BITS,
+                        chunk::sku_key(seed, &entry.sku),
+                        first_id,
+                    ])
+                    .map_err(error)?;
+                first_id += 1;
+            }
+        }
+        Ok(first_id)
+    }
 }
 
 fn insert_incidents(
@@ -485,8 +529,7 @@ fn read_journal(
         let position: i64 = row.get(0).map_err(error)?;
         let tenant: String = row.get(1).map_err(error)?;
         let recorded_at: i64 = row.get(2).map_err(error)?;
-        let input: Input = codec::decode(
-            "journal input",
+        let input: Input = codec::decode_input(
             row.get_ref(3)
                 .map_err(error)?
                 .as_blob()

@@ -1,16 +1,19 @@
 //! Audit and incident queries.
 //!
-//! Audit: the filters become an id range (cursor, position and time through the journal), then
-//! the buckets of that range are searched one at a time through the `(bucket, tenant, sku)`
-//! index, from the window's end, until the limit is reached. Incidents (rare rows) use a plain
-//! `(tenant, at)` index.
+//! Audit: the filters become an id range (cursor, position and time through the journal). With
+//! a SKU, the buckets of that range are searched one at a time through the `audit_sku` index,
+//! from the window's end, and each entry found is read from its chunk; without one, the chunks
+//! of the range are read in order. Either way every entry is checked against every filter
+//! before it is returned, so an index key shared by two SKUs costs a read, never a wrong row.
+//! Incidents (rare rows) use a plain `(tenant, at)` index.
 
+use super::chunk::{self, CHUNK_ENTRIES_MAX, Chunk, ChunkHead};
 use super::schema::AUDIT_BUCKET_BITS;
-use super::{AUDIT_COLUMNS, INCIDENT_COLUMNS, rows};
+use super::{INCIDENT_COLUMNS, rows};
 use crate::error::StoreError;
-use crate::port::{AuditQuery, AuditRecord, IncidentQuery, IncidentRecord, Window};
+use crate::port::{AuditQuery, AuditRecord, IncidentQuery, IncidentRecord, Window, audit_matches};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 use stockflow_core::envelope::Position;
 use stockflow_core::ids::TenantId;
 use stockflow_core::time::Timestamp;
@@ -68,60 +71,192 @@ impl Filter {
 }
 
 pub fn audit(connection: &Connection, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-    let Some((low, high)) = audit_id_range(connection, query)? else {
+    let Some(range) = audit_id_range(connection, query)? else {
         return Ok(Vec::new());
     };
-    // Parameters 1 to 3 are the bucket and the id range inside it, set per bucket below.
-    let mut filter = Filter::new();
-    filter.add("bucket = ?", Value::Integer(0));
-    filter.add("id >= ?", Value::Integer(0));
-    filter.add("id < ?", Value::Integer(0));
-    filter.add_text("tenant", Some(query.tenant.as_str()));
-    filter.add_text("sku", query.sku.as_ref().map(|s| s.as_str()));
-    filter.add_text("location", query.location.as_ref().map(|l| l.as_str()));
-    filter.add_text("channel", query.channel.as_ref().map(|c| c.as_str()));
-    filter.add_text("actor", query.actor.as_deref());
-    filter.add_text("reason", query.reason.as_deref());
-    filter.add_text("cause_id", query.cause_id.as_deref());
-    add_time_range(&mut filter, query.since, query.until);
-    let order = match query.window {
-        Window::Earliest => "ASC",
-        Window::Latest => "DESC",
+    let mut found = Found {
+        query,
+        records: Vec::new(),
     };
-    let sql = format!(
-        "SELECT {AUDIT_COLUMNS} FROM audit WHERE {} ORDER BY id {order} LIMIT ?",
-        filter.clauses.join(" AND ")
-    );
-    filter.values.push(Value::Integer(0));
-    let limit_parameter = filter.values.len() - 1;
-    let first_bucket = low >> AUDIT_BUCKET_BITS;
-    let last_bucket = (high - 1) >> AUDIT_BUCKET_BITS;
-    let buckets: Box<dyn Iterator<Item = i64>> = match query.window {
-        Window::Earliest => Box::new(first_bucket..=last_bucket),
-        Window::Latest => Box::new((first_bucket..=last_bucket).rev()),
-    };
-    let mut records = Vec::new();
-    for bucket in buckets {
-        filter.values[0] = Value::Integer(bucket);
-        filter.values[1] = Value::Integer(low.max(bucket << AUDIT_BUCKET_BITS));
-        filter.values[2] = Value::Integer(high.min((bucket + 1) << AUDIT_BUCKET_BITS));
-        filter.values[limit_parameter] = Value::Integer((query.limit - records.len()) as i64);
-        records.extend(run(connection, &sql, &filter.values, |row| {
-            let (id, tenant, entry) = rows::audit_from_row(row)?;
-            Ok(AuditRecord {
-                id,
-                tenant: parse_tenant(tenant)?,
-                entry,
-            })
-        })?);
-        if records.len() >= query.limit {
-            break;
-        }
+    match &query.sku {
+        Some(sku) => audit_by_sku(connection, &mut found, sku, range)?,
+        None => audit_by_range(connection, &mut found, range)?,
     }
+    let mut records = found.records;
     if query.window == Window::Latest {
         records.reverse();
     }
     Ok(records)
+}
+
+/// The records found so far, in window order.
+struct Found<'q> {
+    query: &'q AuditQuery,
+    records: Vec<AuditRecord>,
+}
+
+impl Found<'_> {
+    fn full(&self) -> bool {
+        self.records.len() >= self.query.limit
+    }
+
+    /// Keeps entry `id` of `chunk` when it matches every filter.
+    fn offer(&mut self, chunk: &ChunkRow, id: i64) -> Result<(), StoreError> {
+        let index = (id - chunk.first_id) as usize;
+        let entry = Chunk::open(&chunk.entries)?.entry(chunk.head, index)?;
+        let record = AuditRecord {
+            id: id as u64,
+            tenant: chunk.tenant.clone(),
+            entry,
+        };
+        if audit_matches(self.query, &record) {
+            self.records.push(record);
+        }
+        Ok(())
+    }
+}
+
+/// One row of the audit table.
+struct ChunkRow {
+    first_id: i64,
+    count: i64,
+    tenant: TenantId,
+    head: ChunkHead,
+    entries: Vec<u8>,
+}
+
+const CHUNK_COLUMNS: &str = "first_id, count, tenant, position, at, entries";
+
+fn chunk_row(row: &rusqlite::Row<'_>) -> Result<ChunkRow, StoreError> {
+    let get = |e: rusqlite::Error| StoreError::backend("reading an audit chunk", e);
+    Ok(ChunkRow {
+        first_id: row.get(0).map_err(get)?,
+        count: row.get(1).map_err(get)?,
+        tenant: parse_tenant(row.get(2).map_err(get)?)?,
+        head: ChunkHead {
+            position: row.get::<_, i64>(3).map_err(get)? as Position,
+            at: Timestamp(row.get(4).map_err(get)?),
+        },
+        entries: row.get(5).map_err(get)?,
+    })
+}
+
+/// The entries of the ids `[low, high)` of the query's tenant, chunk by chunk in window order.
+fn audit_by_range(
+    connection: &Connection,
+    found: &mut Found<'_>,
+    (low, high): (i64, i64),
+) -> Result<(), StoreError> {
+    let error = |e| StoreError::backend("querying the audit trail", e);
+    let order = match found.query.window {
+        Window::Earliest => "ASC",
+        Window::Latest => "DESC",
+    };
+    // A chunk holding `low` starts at most CHUNK_ENTRIES_MAX - 1 ids before it.
+    let sql = format!(
+        "SELECT {CHUNK_COLUMNS} FROM audit WHERE first_id > ?1 AND first_id < ?2 \
+         AND tenant = ?3 ORDER BY first_id {order}"
+    );
+    let mut statement = connection.prepare_cached(&sql).map_err(error)?;
+    let mut rows = statement
+        .query(params![
+            low - CHUNK_ENTRIES_MAX as i64,
+            high,
+            found.query.tenant.as_str()
+        ])
+        .map_err(error)?;
+    while let Some(row) = rows.next().map_err(error)? {
+        let chunk = chunk_row(row)?;
+        let first = chunk.first_id.max(low);
+        let end = (chunk.first_id + chunk.count).min(high);
+        let ids: Box<dyn Iterator<Item = i64>> = match found.query.window {
+            Window::Earliest => Box::new(first..end),
+            Window::Latest => Box::new((first..end).rev()),
+        };
+        for id in ids {
+            found.offer(&chunk, id)?;
+            if found.full() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The entries of one SKU in the ids `[low, high)`: the index, bucket by bucket from the
+/// window's end, then each entry's chunk (read once for consecutive entries of one chunk).
+fn audit_by_sku(
+    connection: &Connection,
+    found: &mut Found<'_>,
+    sku: &stockflow_core::ids::Sku,
+    (low, high): (i64, i64),
+) -> Result<(), StoreError> {
+    let error = |e| StoreError::backend("querying the audit trail by SKU", e);
+    let key = chunk::sku_key(chunk::tenant_seed(&found.query.tenant), sku);
+    let order = match found.query.window {
+        Window::Earliest => "ASC",
+        Window::Latest => "DESC",
+    };
+    let sql = format!(
+        "SELECT id FROM audit_sku WHERE bucket = ?1 AND key = ?2 AND id >= ?3 AND id < ?4 \
+         ORDER BY id {order}"
+    );
+    let first_bucket = low >> AUDIT_BUCKET_BITS;
+    let last_bucket = (high - 1) >> AUDIT_BUCKET_BITS;
+    let buckets: Box<dyn Iterator<Item = i64>> = match found.query.window {
+        Window::Earliest => Box::new(first_bucket..=last_bucket),
+        Window::Latest => Box::new((first_bucket..=last_bucket).rev()),
+    };
+    let mut cached: Option<ChunkRow> = None;
+    for bucket in buckets {
+        let ids: Vec<i64> = {
+            let mut statement = connection.prepare_cached(&sql).map_err(error)?;
+            let rows = statement
+                .query_map(
+                    params![
+                        bucket,
+                        key,
+                        low.max(bucket << AUDIT_BUCKET_BITS),
+                        high.min((bucket + 1) << AUDIT_BUCKET_BITS)
+                    ],
+                    |row| row.get(0),
+                )
+                .map_err(error)?;
+            rows.collect::<Result<_, _>>().map_err(error)?
+        };
+        for id in ids {
+            let holds = |c: &ChunkRow| c.first_id <= id && id < c.first_id + c.count;
+            if !cached.as_ref().is_some_and(holds) {
+                cached = Some(chunk_of(connection, id)?);
+            }
+            let chunk = cached.as_ref().expect("read above");
+            if holds(chunk) {
+                found.offer(chunk, id)?;
+            }
+            if found.full() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The chunk that holds audit id `id`.
+fn chunk_of(connection: &Connection, id: i64) -> Result<ChunkRow, StoreError> {
+    let error = |e| StoreError::backend("reading an audit chunk", e);
+    let sql = format!(
+        "SELECT {CHUNK_COLUMNS} FROM audit WHERE first_id <= ?1 ORDER BY first_id DESC LIMIT 1"
+    );
+    let mut statement = connection.prepare_cached(&sql).map_err(error)?;
+    let mut rows = statement.query([id]).map_err(error)?;
+    match rows.next().map_err(error)? {
+        Some(row) => chunk_row(row),
+        None => Err(StoreError::Codec {
+            direction: "decode",
+            what: "the audit trail",
+            source: format!("the SKU index names id {id}, which no chunk holds").into(),
+        }),
+    }
 }
 
 /// The ids `[low, high)` the cursor, position and time filters allow; `None` when empty.
@@ -131,9 +266,12 @@ fn audit_id_range(
 ) -> Result<Option<(i64, i64)>, StoreError> {
     let error = |e| StoreError::backend("querying the audit trail", e);
     let max_id: i64 = connection
-        .query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT COALESCE((SELECT first_id + count - 1 FROM audit \
+             ORDER BY first_id DESC LIMIT 1), 0)",
+            [],
+            |row| row.get(0),
+        )
         .map_err(error)?;
     let mut low = 1_i64;
     let mut high = max_id + 1;

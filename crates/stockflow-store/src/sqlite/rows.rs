@@ -1,5 +1,7 @@
-//! Audit entries and incidents to and from rows. Quantity changes (nearly every audit row) take a
-//! direct path; the rarer buffer, setting and ATS changes go through serde's generic form.
+//! Incidents to and from rows, and the audit rows of schema version 1 (one row per entry, JSON
+//! quantities), which the migration to version 2 reads. Quantity changes (nearly every audit row)
+//! take a direct path; the rarer buffer, setting and ATS changes go through serde's generic form.
+//! Writing version 1 rows is kept for the migration's tests.
 
 use crate::error::StoreError;
 use serde_json::{Map, Value};
@@ -9,6 +11,7 @@ use stockflow_core::quantity::Quantities;
 use stockflow_core::time::Timestamp;
 
 /// The columns of the audit table describing the cause.
+#[cfg(test)]
 pub struct CauseColumns<'a> {
     pub kind: &'static str,
     pub id: Option<&'a str>,
@@ -17,6 +20,7 @@ pub struct CauseColumns<'a> {
     pub source: Option<&'a str>,
 }
 
+#[cfg(test)]
 /// The cause's columns; the source of an event is left NULL when it is `actor` (as it always is
 /// for events today), which saves repeating it in every row.
 pub fn cause_columns<'a>(cause: &'a Cause, actor: &str) -> CauseColumns<'a> {
@@ -72,6 +76,7 @@ pub fn cause_from_columns(
 }
 
 /// The change_kind, before, after and detail columns of an audit row.
+#[cfg(test)]
 pub struct ChangeColumns {
     pub kind: std::borrow::Cow<'static, str>,
     pub before: Option<String>,
@@ -79,6 +84,7 @@ pub struct ChangeColumns {
     pub detail: Option<String>,
 }
 
+#[cfg(test)]
 pub fn change_columns(change: &AuditChange) -> Result<ChangeColumns, StoreError> {
     if let AuditChange::Quantities { before, after } = change {
         return Ok(ChangeColumns {
@@ -138,7 +144,7 @@ pub fn change_from_columns(
     serde_json::from_value(Value::Object(object)).map_err(decode_error)
 }
 
-/// Reads one audit row (columns in the order of `AUDIT_COLUMNS`).
+/// Reads one version 1 audit row (columns in the order of `migrate_v1::AUDIT_V1_COLUMNS`).
 pub fn audit_from_row(row: &rusqlite::Row<'_>) -> Result<(u64, String, AuditEntry), StoreError> {
     let get = |e: rusqlite::Error| StoreError::backend("reading an audit row", e);
     let id: i64 = row.get(0).map_err(get)?;
@@ -186,6 +192,7 @@ pub fn audit_from_row(row: &rusqlite::Row<'_>) -> Result<(u64, String, AuditEntr
     Ok((id as u64, tenant, entry))
 }
 
+#[cfg(test)]
 /// The states of `quantities` that are not zero, and its version, as a JSON object: short for
 /// the ~200,000 rows a second of a busy writer, and still plain JSON for SQL readers.
 pub fn quantities_json(quantities: &Quantities) -> String {

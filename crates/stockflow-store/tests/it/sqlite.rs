@@ -87,7 +87,7 @@ fn a_newer_schema_is_refused_with_a_clear_error() {
             error,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{error:?}"
@@ -100,10 +100,11 @@ fn a_batch_that_fails_halfway_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store.append(&borrow_all(&[received(1)])).unwrap();
-    // A trigger makes the audit insert of one SKU fail, after the batch's first rows went in.
+    // A trigger makes the audit insert of the batch's second envelope fail, after the batch's
+    // first rows went in.
     let raw = rusqlite::Connection::open(dir.path().join("stockflow.db")).unwrap();
     raw.execute_batch(
-        "CREATE TRIGGER poison BEFORE INSERT ON audit WHEN NEW.sku = 'POISON' \
+        "CREATE TRIGGER poison BEFORE INSERT ON audit WHEN NEW.position = 3 \
          BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
     )
     .unwrap();
@@ -148,4 +149,37 @@ fn readers_query_while_the_writer_appends() {
     }
     writer.join().unwrap();
     assert_eq!(store.read_journal(0, 1000).unwrap().len(), 200);
+}
+
+/// The SKU index holds 64-bit hashes: an index row whose key belongs to another SKU (as a
+/// collision would give) costs a read, never a wrong row.
+#[test]
+fn an_index_key_shared_by_two_skus_never_returns_the_other() {
+    use stockflow_store::sqlite::chunk::{sku_key, tenant_seed};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .append(&borrow_all(&[received(1), received(2)]))
+        .unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("stockflow.db")).unwrap();
+    let other = sku("SKU-OTHER");
+    let key = sku_key(tenant_seed(&tenant("default")), &other);
+    raw.execute(
+        "INSERT INTO audit_sku (bucket, key, id) VALUES (0, ?1, 1)",
+        [key],
+    )
+    .unwrap();
+    let query = |sku_name: &str| {
+        store
+            .query_audit(&AuditQuery {
+                sku: Some(sku(sku_name)),
+                ..AuditQuery::tenant(tenant("default"), 10)
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(query("SKU-OTHER"), Vec::<u64>::new());
+    assert_eq!(query("SKU-1"), vec![1, 2]);
 }
