@@ -146,12 +146,22 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Problem> {
     post,
     path = "/v1/reconcile/channels",
     tag = "reconcile",
-    responses((status = 200, body = Object, description = "the run"), (status = 409, body = Problem))
+    responses((status = 200, body = Object, description = "the run"), (status = 409, description = "no_channels, run_in_progress", body = Problem))
 )]
 async fn post_channels(State(state): State<AppState>) -> Result<Json<ChannelRun>, Problem> {
-    Ok(Json(
-        crate::reconcile::channels::run(&state, None, "on_demand").await?,
-    ))
+    run_detached(state, None).await
+}
+
+/// Runs in a task of its own, so that a run that outlasts the request's timeout still finishes
+/// and is recorded (`GET /v1/reconcile/runs`).
+async fn run_detached(
+    state: AppState,
+    channel: Option<ChannelId>,
+) -> Result<Json<ChannelRun>, Problem> {
+    tokio::spawn(async move { crate::reconcile::channels::run(&state, channel, "on_demand").await })
+        .await
+        .map_err(|_| Problem::internal("the reconciliation run panicked"))?
+        .map(Json)
 }
 
 /// Reads back one channel now.
@@ -167,9 +177,7 @@ async fn post_channel(
     Path(channel): Path<String>,
 ) -> Result<Json<ChannelRun>, Problem> {
     let channel = parse_path_id("channel", &channel, ChannelId::parse)?;
-    Ok(Json(
-        crate::reconcile::channels::run(&state, Some(channel), "on_demand").await?,
-    ))
+    run_detached(state, Some(channel)).await
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -104,7 +104,19 @@ pub async fn run(
         }
         channels.retain(|c| c == only);
     }
-    let _running = state.reconciliation.running.lock().await;
+    // A scheduled run waits its turn; one asked for while another runs is told so at once.
+    let _running = if trigger == "schedule" {
+        state.reconciliation.running.lock().await
+    } else {
+        state.reconciliation.running.try_lock().map_err(|_| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "run_in_progress",
+                "a reconciliation run is in progress; see GET /v1/reconcile/runs when it ends",
+            )
+            .with_retry_after(5)
+        })?
+    };
     let id = state.reconciliation.next_run_id();
     let started_at = wall_clock();
     let mut reports = Vec::with_capacity(channels.len());
