@@ -565,68 +565,119 @@ async fn expected(
         .map_err(|_| Problem::internal("the count comparison panicked"))?
 }
 
+/// Counts of at most this many keys read each key's changes through the audit trail's SKU
+/// index; larger ones read the whole trail once from the earliest count time.
+const PER_KEY_QUERIES_MAX: usize = 200;
+
+type Changes = HashMap<Key, (Ledger, Vec<OnHandChange>)>;
+
 fn changes_since(
     store: &dyn Store,
     tenant: TenantId,
     keys: HashMap<Key, (Ledger, Timestamp)>,
     since: Timestamp,
     scan_max: usize,
-) -> Result<HashMap<Key, (Ledger, Vec<OnHandChange>)>, Problem> {
-    let failed = |error: stockflow_store::StoreError| {
-        Problem::internal(format!("reading the audit trail: {error}"))
+) -> Result<Changes, Problem> {
+    let mut scan = Scan {
+        store,
+        keys: &keys,
+        out: keys
+            .iter()
+            .map(|(k, (ledger, _))| (k.clone(), (*ledger, Vec::new())))
+            .collect(),
+        journal: JournalCache::default(),
+        scanned: 0,
+        scan_max,
     };
-    let mut out: HashMap<Key, (Ledger, Vec<OnHandChange>)> = keys
-        .iter()
-        .map(|(k, (ledger, _))| (k.clone(), (*ledger, Vec::new())))
-        .collect();
-    let mut query = AuditQuery::tenant(tenant, QUERY_LIMIT_MAX);
-    query.since = Some(since);
-    let mut journal = JournalCache::default();
-    let mut scanned = 0usize;
-    loop {
-        let page = store.query_audit(&query).map_err(failed)?;
-        scanned += page.len();
-        if scanned > scan_max {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "count_too_old",
-                format!("more than {scan_max} changes were recorded since the earliest count time"),
-            ));
+    if keys.len() <= PER_KEY_QUERIES_MAX {
+        for ((sku, location), (_, counted_at)) in &keys {
+            let mut query = AuditQuery::tenant(tenant.clone(), QUERY_LIMIT_MAX);
+            query.sku = Some(sku.clone());
+            query.location = Some(location.clone());
+            query.since = Some(*counted_at);
+            scan.run(query)?;
         }
-        for record in &page {
-            let entry = &record.entry;
-            let AuditChange::Quantities { before, after } = &entry.change else {
-                continue;
-            };
-            let Some(location) = &entry.location else {
-                continue;
-            };
-            let key = (entry.sku.clone(), location.clone());
-            let Some((ledger, counted_at)) = keys.get(&key) else {
-                continue;
-            };
-            if after.version > ledger.version || after.on_hand == before.on_hand {
-                continue;
+    } else {
+        let mut query = AuditQuery::tenant(tenant, QUERY_LIMIT_MAX);
+        query.since = Some(since);
+        scan.run(query)?;
+    }
+    Ok(scan.out)
+}
+
+/// Reads audit pages and keeps the on_hand changes of the counted keys.
+struct Scan<'a> {
+    store: &'a dyn Store,
+    keys: &'a HashMap<Key, (Ledger, Timestamp)>,
+    out: Changes,
+    journal: JournalCache,
+    scanned: usize,
+    scan_max: usize,
+}
+
+impl Scan<'_> {
+    fn run(&mut self, mut query: AuditQuery) -> Result<(), Problem> {
+        let failed = |error: stockflow_store::StoreError| {
+            Problem::internal(format!("reading the audit trail: {error}"))
+        };
+        loop {
+            let page = self.store.query_audit(&query).map_err(failed)?;
+            self.scanned += page.len();
+            if self.scanned > self.scan_max {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "count_too_old",
+                    format!(
+                        "more than {} changes were recorded since the count time",
+                        self.scan_max
+                    ),
+                ));
             }
-            let occurred_at = if entry.at > *counted_at {
-                journal
-                    .occurred_at(store, entry.position, &entry.cause)
-                    .map_err(failed)?
-                    .unwrap_or(entry.at)
-            } else {
-                entry.at
-            };
-            out.get_mut(&key).expect("same keys").1.push(OnHandChange {
+            for record in &page {
+                self.keep(&record.entry).map_err(failed)?;
+            }
+            match page.last() {
+                Some(last) if page.len() == QUERY_LIMIT_MAX => query.after_id = Some(last.id),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn keep(
+        &mut self,
+        entry: &stockflow_core::outcome::AuditEntry,
+    ) -> Result<(), stockflow_store::StoreError> {
+        let AuditChange::Quantities { before, after } = &entry.change else {
+            return Ok(());
+        };
+        let Some(location) = &entry.location else {
+            return Ok(());
+        };
+        let key = (entry.sku.clone(), location.clone());
+        let Some((ledger, counted_at)) = self.keys.get(&key) else {
+            return Ok(());
+        };
+        // Changes after the view the expected quantity starts from are not in on_hand_now.
+        if after.version > ledger.version || after.on_hand == before.on_hand {
+            return Ok(());
+        }
+        let occurred_at = if entry.at > *counted_at {
+            self.journal
+                .occurred_at(self.store, entry.position, &entry.cause)?
+                .unwrap_or(entry.at)
+        } else {
+            entry.at
+        };
+        self.out
+            .get_mut(&key)
+            .expect("same keys")
+            .1
+            .push(OnHandChange {
                 occurred_at,
                 delta: after.on_hand - before.on_hand,
             });
-        }
-        match page.last() {
-            Some(last) if page.len() == QUERY_LIMIT_MAX => query.after_id = Some(last.id),
-            _ => break,
-        }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// The envelope last read from the journal, so that the entries of one envelope read it once.

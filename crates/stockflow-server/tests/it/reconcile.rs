@@ -229,6 +229,38 @@ async fn a_change_between_the_comparison_and_the_apply_is_a_conflict_not_an_over
     app.shutdown().await;
 }
 
+/// Over 200 keys the trail is read once from the earliest count time rather than key by key;
+/// the accounting is the same.
+#[tokio::test]
+async fn a_large_count_accounts_for_moves_after_it_the_same_way() {
+    let app = spawn_app("count-large").await;
+    let skus: Vec<String> = (0..250).map(|i| format!("SKU-{i:04}")).collect();
+    let events: Vec<Value> = skus
+        .iter()
+        .enumerate()
+        .map(|(i, sku)| received(&format!("e{i}"), i as u64 + 1, sku, "east", 5))
+        .collect();
+    app.post("/v1/events", json!({"events": events})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let at = now();
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let pick = json!({"event_id": "p1", "source": "wms", "seq": 251, "type": "picked", "sku": "SKU-0007", "location": "east", "quantity": 2});
+    app.post("/v1/events", pick).await;
+    let mut csv = String::from("sku,location,counted,counted_at\n");
+    for sku in &skus {
+        let counted = if sku == "SKU-0100" { 4 } else { 5 };
+        csv.push_str(&format!("{sku},east,{counted},{at}\n"));
+    }
+    let (status, report) = post_count(&app, "", "text/csv", csv).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["matched"], 249,
+        "SKU-0007's pick came after the count"
+    );
+    assert_eq!(summary(&report), ["102:SKU-0100:-1:reported"]);
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_count_over_the_size_limit_is_refused_while_it_streams() {
     let app = spawn_with("count-limit", |config| {
