@@ -79,9 +79,44 @@ impl<'de> Deserialize<'de> for Fingerprint {
 /// The key under which an event id is remembered. Hashing the id keeps the forever-growing
 /// deduplication map at a fixed 32 bytes per event however long producers make their ids.
 pub fn event_id_key(event_id: &EventId) -> Fingerprint {
-    let mut canonical = Canonical::new("event_id/1");
-    canonical.text(event_id.as_str());
-    canonical.finish()
+    Fingerprinter::new().id_key(event_id)
+}
+
+/// The fingerprints of many events with one scratch buffer for all their encodings: an
+/// allocation per fingerprint is a noticeable part of an event's cost.
+pub struct Fingerprinter {
+    bytes: Vec<u8>,
+}
+
+impl Default for Fingerprinter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fingerprinter {
+    pub fn new() -> Self {
+        Self {
+            bytes: Vec::with_capacity(256),
+        }
+    }
+
+    /// [`event_id_key`].
+    pub fn id_key(&mut self, event_id: &EventId) -> Fingerprint {
+        let mut canonical = Canonical::new(&mut self.bytes, "event_id/1");
+        canonical.text(event_id.as_str());
+        canonical.finish()
+    }
+
+    /// [`body_fingerprint`].
+    pub fn body(&mut self, scheme: BodyFingerprints, event: &Event) -> Fingerprint {
+        match scheme {
+            BodyFingerprints::Sha256 => event_canonical(&mut self.bytes, "event/1", event).finish(),
+            BodyFingerprints::Xxh3 => {
+                event_canonical(&mut self.bytes, "event/2", event).finish_xxh3()
+            }
+        }
+    }
 }
 
 /// How a ledger fingerprints event bodies. A ledger keeps one scheme for life (it is part of its
@@ -107,18 +142,15 @@ impl BodyFingerprints {
 /// The fingerprint of an event's whole body under `scheme`: same id with another fingerprint
 /// is a conflict.
 pub fn body_fingerprint(scheme: BodyFingerprints, event: &Event) -> Fingerprint {
-    match scheme {
-        BodyFingerprints::Sha256 => event_fingerprint(event),
-        BodyFingerprints::Xxh3 => event_canonical("event/2", event).finish_xxh3(),
-    }
+    Fingerprinter::new().body(scheme, event)
 }
 
 /// The fingerprint of an event's whole body under [`BodyFingerprints::Sha256`].
 pub fn event_fingerprint(event: &Event) -> Fingerprint {
-    event_canonical("event/1", event).finish()
+    body_fingerprint(BodyFingerprints::Sha256, event)
 }
 
-fn event_canonical(domain: &str, event: &Event) -> Canonical {
+fn event_canonical<'b>(bytes: &'b mut Vec<u8>, domain: &str, event: &Event) -> Canonical<'b> {
     let Event {
         event_id,
         source,
@@ -128,7 +160,7 @@ fn event_canonical(domain: &str, event: &Event) -> Canonical {
         reference,
         kind,
     } = event;
-    let mut canonical = Canonical::new(domain);
+    let mut canonical = Canonical::new(bytes, domain);
     canonical.text(event_id.as_str());
     canonical.text(source.as_str());
     canonical.unsigned(*seq);
@@ -140,7 +172,7 @@ fn event_canonical(domain: &str, event: &Event) -> Canonical {
     canonical
 }
 
-fn encode_kind(canonical: &mut Canonical, kind: &EventKind) {
+fn encode_kind(canonical: &mut Canonical<'_>, kind: &EventKind) {
     match kind {
         EventKind::Received {
             sku,
@@ -245,7 +277,8 @@ pub fn reserve_fingerprint(request: &Reserve) -> Fingerprint {
         lines,
         ttl_seconds,
     } = request;
-    let mut canonical = Canonical::new("reserve/1");
+    let mut bytes = Vec::with_capacity(256);
+    let mut canonical = Canonical::new(&mut bytes, "reserve/1");
     canonical.text(reservation_id.as_str());
     canonical.optional_text(channel.as_ref().map(|c| c.as_str()));
     canonical.unsigned(u64::from(*ttl_seconds));
@@ -259,15 +292,15 @@ pub fn reserve_fingerprint(request: &Reserve) -> Fingerprint {
 }
 
 /// Length-prefixed fields in a fixed order, so that no two different inputs encode alike.
-struct Canonical {
-    bytes: Vec<u8>,
+struct Canonical<'b> {
+    bytes: &'b mut Vec<u8>,
 }
 
-impl Canonical {
-    fn new(domain: &str) -> Self {
-        let mut canonical = Canonical {
-            bytes: Vec::with_capacity(256),
-        };
+impl<'b> Canonical<'b> {
+    /// Starts an encoding in `bytes` (cleared first).
+    fn new(bytes: &'b mut Vec<u8>, domain: &str) -> Self {
+        bytes.clear();
+        let mut canonical = Canonical { bytes };
         canonical.text(domain);
         canonical
     }
@@ -321,14 +354,14 @@ impl Canonical {
     }
 
     fn finish(self) -> Fingerprint {
-        let digest = Sha256::digest(&self.bytes);
+        let digest = Sha256::digest(&*self.bytes);
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         Fingerprint(bytes)
     }
 
     fn finish_xxh3(self) -> Fingerprint {
-        Fingerprint(xxh3_128(&self.bytes).to_be_bytes())
+        Fingerprint(xxh3_128(self.bytes).to_be_bytes())
     }
 }
 

@@ -6,7 +6,7 @@
 //! buffer. When the buffer overflows or its earliest event waits past its time limit, the first
 //! gap is given up on (a `SequenceGap` incident) and the source continues after it.
 
-use super::fingerprint::{Fingerprint, body_fingerprint, event_id_key};
+use super::fingerprint::{Fingerprint, Fingerprinter};
 use super::transaction::{Origin, Transaction};
 use super::{HeldEvent, validate};
 use crate::event::{Event, EventKind};
@@ -59,6 +59,8 @@ impl Transaction<'_> {
             pending: BTreeMap::new(),
         };
         self.out.audit.reserve(events.len());
+        self.touched_skus.reserve(events.len());
+        self.demand.reserve(events.len());
         for (event, fingerprints) in events.iter().zip(fingerprints) {
             self.ingest_one(event, fingerprints, &mut request)?;
         }
@@ -73,9 +75,10 @@ impl Transaction<'_> {
             id: event.event_id.to_string(),
         };
         let mut fingerprints = Vec::with_capacity(events.len());
+        let mut fingerprinter = Fingerprinter::new();
         for event in events {
-            let key = event_id_key(&event.event_id);
-            let body = body_fingerprint(self.body_fingerprints, event);
+            let key = fingerprinter.id_key(&event.event_id);
+            let body = fingerprinter.body(self.body_fingerprints, event);
             let stored = self.tenant.events_seen.get(&key);
             if stored.is_some_and(|stored| *stored != body) {
                 return Err(conflict(event));

@@ -128,7 +128,8 @@ impl<'a> Origin<'a> {
     /// The producer of an event, the actor of a command, `stockflow` for time.
     pub fn actor(&self) -> String {
         match self.why {
-            Why::Event(event) => event.source.to_string(),
+            // Not `to_string`: formatting machinery for a copy of the text.
+            Why::Event(event) => event.source.as_str().to_owned(),
             Why::Command { actor, .. } => actor.to_owned(),
             Why::Time { .. } => TIME_ACTOR.to_owned(),
         }
