@@ -163,6 +163,39 @@ fn describe(rejection: &Rejection) -> String {
             format!("reservation {reservation_id}, line {sku}: {detail}")
         }
         Rejection::Invalid { field, detail } => format!("{field}: {detail}"),
+        // Buffer management (channels, policies, holds, signals): words, not Debug output.
+        Rejection::InvalidPolicy {
+            policy: Some(policy),
+            detail,
+        } => format!("policy {policy}: {detail}"),
+        Rejection::InvalidPolicy {
+            policy: None,
+            detail,
+        } => format!("invalid policy: {detail}"),
+        Rejection::InvalidPercentage { field, value } => {
+            format!("{field}: {value} is outside 0% to 100%")
+        }
+        Rejection::InvalidWindow { field, detail } => format!("{field}: {detail}"),
+        Rejection::InvalidQuantity { field, value } => {
+            format!("{field}: {value} is not a quantity this field accepts")
+        }
+        Rejection::InvalidChannel { channel, detail }
+        | Rejection::InvalidAllocation { channel, detail } => {
+            format!("channel {channel}: {detail}")
+        }
+        Rejection::InvalidAttributes { sku, detail } => format!("attributes of {sku}: {detail}"),
+        Rejection::InvalidSignal { detail } => format!("invalid signal: {detail}"),
+        Rejection::UnknownPolicy { policy } => format!("unknown policy {policy}"),
+        Rejection::UnknownHold { hold } => format!("unknown hold {hold}"),
+        Rejection::PolicyInUse { policy, channels } => {
+            let channels: Vec<String> = channels.iter().map(ToString::to_string).collect();
+            format!("policy {policy} is applied by {}", channels.join(", "))
+        }
+        Rejection::TooManyItems {
+            field,
+            count,
+            limit,
+        } => format!("{field}: {count} is more than the limit of {limit}"),
         #[allow(unreachable_patterns)]
         other => format!("{other:?}"),
     }
@@ -186,6 +219,18 @@ fn title_of(code: &str) -> &'static str {
         "unknown_reservation" => "Unknown reservation",
         "invalid_reservation_state" => "The reservation is not in a state that allows this step",
         "invalid_confirm_line" => "A confirm line does not match the reservation",
+        "invalid_policy" => "The buffer policy is not valid",
+        "invalid_percentage" => "A percentage is outside its range",
+        "invalid_window" => "A time window or expiry is not valid",
+        "invalid_quantity" => "A quantity is outside its range",
+        "invalid_channel" => "The channel's settings are not valid",
+        "invalid_allocation" => "The channel's allocation rules are not valid",
+        "invalid_attributes" => "The SKU attributes are not valid",
+        "invalid_signal" => "The signal is not valid",
+        "unknown_policy" => "Unknown policy",
+        "unknown_hold" => "Unknown hold",
+        "policy_in_use" => "The policy is applied by channels",
+        "too_many_items" => "More items than the limit",
         "overloaded" => "The service is busy; retry after a moment",
         "unavailable" => "The service cannot take requests right now",
         "not_found" => "No such resource",

@@ -101,13 +101,18 @@ pub struct ChannelsOut {
     /// Each channel with its locations, allocation rules, policies and measured cancellation rate.
     #[schema(value_type = Vec<Object>)]
     pub channels: Vec<ChannelSettings>,
+    /// A channel or policy change is still being applied to the SKUs, a batch at a time: until
+    /// this is false, `GET /v1/skus/{sku}` may not show it yet.
+    pub sweeping: bool,
 }
 
 /// Every channel with its settings.
 #[utoipa::path(get, path = "/v1/channels", tag = "channels", responses((status = 200, body = ChannelsOut)))]
 async fn list_channels(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<ChannelsOut> {
+    let settings = settings(&state, &tenant);
     Json(ChannelsOut {
-        channels: settings(&state, &tenant).availability.channels.clone(),
+        channels: settings.availability.channels.clone(),
+        sweeping: settings.availability.sweeping,
     })
 }
 
@@ -216,13 +221,17 @@ async fn delete_channel(
 pub struct PoliciesOut {
     #[schema(value_type = Vec<Object>)]
     pub policies: Vec<Policy>,
+    /// As in `GET /v1/channels`: a change is still being applied to the SKUs.
+    pub sweeping: bool,
 }
 
 /// Every buffer policy.
 #[utoipa::path(get, path = "/v1/policies", tag = "buffers", responses((status = 200, body = PoliciesOut)))]
 async fn list_policies(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<PoliciesOut> {
+    let settings = settings(&state, &tenant);
     Json(PoliciesOut {
-        policies: settings(&state, &tenant).availability.policies.clone(),
+        policies: settings.availability.policies.clone(),
+        sweeping: settings.availability.sweeping,
     })
 }
 
@@ -502,9 +511,13 @@ async fn place_hold(
     ))
 }
 
-/// A hold id from the time: unique enough for holds placed by people, and readable.
+/// A hold id from the time and a counter: readable, and unique even for holds placed in the
+/// same microsecond (the time alone gave two such holds one id, so that the second replaced
+/// the first, or was refused as "on another SKU").
 fn uuid_like(now: stockflow_core::time::Timestamp) -> String {
-    format!("{:x}", now.0)
+    static PLACED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = PLACED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}-{count}", now.0)
 }
 
 /// Releases a hold before its expiry.

@@ -4,6 +4,8 @@
 mod alerts;
 mod api;
 mod audit;
+mod buffers;
+mod concurrency;
 mod dashboard;
 mod kpis;
 mod reconcile;
