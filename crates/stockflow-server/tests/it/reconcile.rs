@@ -536,4 +536,62 @@ mod channels {
         assert_eq!(sku["locations"][0]["on_hand"], 5, "{sku}");
         app.shutdown().await;
     }
+
+    /// TikTok is told per warehouse and read back through its inventory search.
+    #[tokio::test]
+    async fn tiktok_warehouse_quantities_are_read_back_and_drift_overwritten() {
+        use stockflow_sim::tiktok::{self, TikTokConfig};
+        let catalogue = Catalogue::generate(&CatalogueSpec::new(&["SKU-1"], &["east"], 0)).tiktok;
+        let sandbox = tiktok::start(TikTokConfig::new(
+            catalogue.clone(),
+            "key",
+            "secret",
+            "ROW_token",
+            "GCP_cipher",
+        ))
+        .await
+        .unwrap();
+        let warehouse = catalogue.warehouse_ids[0].clone();
+        let sku_id = catalogue.products[0].skus[0].id.clone();
+        let base_url = sandbox.base_url();
+        let product_id = catalogue.products[0].product_id.clone();
+        let app = spawn_with("reconcile-tiktok", |config| {
+            config.channels.insert(
+                "tt".into(),
+                json!({"kind": "tiktok", "base_url": base_url, "app_key": "key",
+                       "app_secret": "secret", "access_token": "ROW_token",
+                       "shop_cipher": "GCP_cipher", "locations": {"east": warehouse},
+                       "items": {"SKU-1": {"product_id": product_id, "sku_id": sku_id}}}),
+            );
+        })
+        .await;
+        app.post("/v1/events", received("e1", 1, "SKU-1", "east", 6))
+            .await;
+        until("TikTok to show the stock", || {
+            sandbox.quantity(&sku_id, &warehouse) == Some(6)
+        })
+        .await;
+        let (status, run) = app.post("/v1/reconcile/channels/tt", json!({})).await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(
+            classes(&run),
+            json!({"checked": 1, "matches": 1, "drift": 0, "mismatched": 0, "mismatch_rate": 0.0})
+        );
+        // A sale stockflow never heard of (no order webhook): the warehouse shows 4.
+        sandbox.place_order(&sku_id, &warehouse, 2).unwrap();
+        let (_, run) = app.post("/v1/reconcile/channels/tt", json!({})).await;
+        assert_eq!(
+            classes(&run),
+            json!({"checked": 1, "matches": 0, "drift": 1, "mismatched": 1, "mismatch_rate": 1.0})
+        );
+        assert_eq!(
+            run["channels"][0]["mismatches"][0]["location"], "east",
+            "{run}"
+        );
+        until("the ledger's value to be sent again", || {
+            sandbox.quantity(&sku_id, &warehouse) == Some(6)
+        })
+        .await;
+        app.shutdown().await;
+    }
 }
