@@ -141,7 +141,7 @@ impl Story {
         let mut random = ChaCha8Rng::seed_from_u64(seed ^ 0x0073_746f_7279);
         let mut stock = vec![StockedSku {
             sku: HOT_SKU.into(),
-            units: 120,
+            units: 100,
         }];
         for sku in OTHER_SKUS {
             stock.push(StockedSku {
@@ -332,10 +332,10 @@ mod tests {
         assert_ne!(Story::trend(Duration::from_secs(60), 8).stock, minute.stock);
         let catalogue = minute.catalogue();
         assert_eq!(catalogue.amazon.listings[0].sku, HOT_SKU);
-        assert_eq!(catalogue.amazon.listings[0].quantity, 120);
+        assert_eq!(catalogue.amazon.listings[0].quantity, 100);
         assert_eq!(
             catalogue.tiktok.products[0].skus[0].inventory[0].quantity,
-            120
+            100
         );
     }
 }

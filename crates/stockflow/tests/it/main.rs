@@ -4,3 +4,4 @@
 mod cli;
 mod dashboard;
 mod demo;
+mod oversell;
