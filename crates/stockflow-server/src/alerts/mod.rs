@@ -405,3 +405,52 @@ fn cancellation_conditions(state: &AppState, now: Timestamp) -> Vec<Condition> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Overrides};
+
+    /// Loads a configuration file's text; the error's text when it is refused.
+    fn check(toml: &str) -> Result<Config, String> {
+        let dir =
+            std::env::temp_dir().join(format!("stockflow-alerts-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{}.toml", toml.len()));
+        std::fs::write(&file, toml).unwrap();
+        Config::load(Some(&file), &Overrides::default()).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn the_alert_and_reconciliation_sections_load_from_the_file_and_bad_values_name_themselves() {
+        let config = check(
+            "[alerts]\nevaluate_every_ms = 1000\n[alerts.thresholds]\nsync_lag_ms_max = 5000\n\
+             spike_ratio_min = 4.0\nrate_limited_per_window_max = 3\nspike_units_min = 10\n\
+             mismatch_rate_max = 0.05\ncancellation_limit_share = 0.9\n\
+             [[alerts.webhooks]]\nurl = \"https://hooks.example/services/T/B/x\"\nattempts_max = 3\n\
+             [reconcile.counts]\ndefault_apply = \"policy\"\npolicy = { units_max = 2, percent_max = 1.5 }\n\
+             [reconcile.channels]\ninterval_seconds = 60\ndrift_policies = { amazon = \"accept\" }\n",
+        )
+        .unwrap();
+        assert_eq!(config.alerts.thresholds.sync_lag_ms_max, 5000);
+        assert_eq!(config.alerts.webhooks[0].attempts_max, 3);
+        assert_eq!(
+            config.alerts.webhooks[0].backoff_base_ms, 500,
+            "defaults fill the rest"
+        );
+        assert_eq!(config.reconcile.counts.policy.units_max, Some(2));
+        assert_eq!(
+            config.reconcile.channels.policy_for("amazon"),
+            stockflow_core::reconcile::DriftPolicy::Accept
+        );
+        assert_eq!(
+            config.reconcile.channels.policy_for("shop"),
+            stockflow_core::reconcile::DriftPolicy::Overwrite
+        );
+        let refused = check("[[alerts.webhooks]]\nurl = \"ftp://x\"\n").unwrap_err();
+        assert!(refused.contains("alerts.webhooks"), "{refused}");
+        let refused = check("[reconcile.channels]\npage_keys = 0\n").unwrap_err();
+        assert!(refused.contains("page_keys"), "{refused}");
+        let refused = check("[alerts.thresholds]\nsync_lag = 1\n").unwrap_err();
+        assert!(refused.contains("sync_lag"), "{refused}");
+    }
+}
