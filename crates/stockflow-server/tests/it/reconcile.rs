@@ -274,6 +274,21 @@ async fn a_count_over_the_size_limit_is_refused_while_it_streams() {
     app.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_count_may_be_larger_than_the_limit_on_json_bodies() {
+    let app = spawn_with("count-big", |config| config.http.body_limit_bytes = 2048).await;
+    let at = now();
+    let rows: String = (0..500)
+        .map(|i| format!("SKU-{i:04},east,0,{at}\n"))
+        .collect();
+    let csv = format!("sku,location,counted,counted_at\n{rows}");
+    assert!(csv.len() > 2048 * 10);
+    let (status, report) = post_count(&app, "", "text/csv", csv).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["matched"], 500);
+    app.shutdown().await;
+}
+
 mod channels {
     use crate::support::{App, received, spawn_with};
     use serde_json::{Value, json};
