@@ -54,6 +54,18 @@ impl EventIndex {
         previous
     }
 
+    /// Remembers `key` unless it is known; returns the body it had if it was. One search.
+    pub fn insert_if_absent(&mut self, key: Fingerprint, body: Fingerprint) -> Option<Fingerprint> {
+        match self.shards[Self::shard(&key)].entry(key) {
+            std::collections::hash_map::Entry::Occupied(known) => Some(*known.get()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(body);
+                self.length += 1;
+                None
+            }
+        }
+    }
+
     pub fn remove(&mut self, key: &Fingerprint) -> Option<Fingerprint> {
         let removed = self.shards[Self::shard(key)].remove(key);
         if removed.is_some() {

@@ -7,7 +7,7 @@
 //! gap is given up on (a `SequenceGap` incident) and the source continues after it.
 
 use super::fingerprint::{Fingerprint, Fingerprinter};
-use super::transaction::{Origin, Transaction};
+use super::transaction::{Origin, Transaction, Undo};
 use super::{HeldEvent, validate};
 use crate::event::{Event, EventKind};
 use crate::ids::SourceId;
@@ -38,10 +38,9 @@ impl RequestEvents {
     }
 }
 
-/// An event's id key and body fingerprint, and whether its id is already known.
+/// An event's id key, and whether its id is already known.
 struct Fingerprints {
     key: Fingerprint,
-    body: Fingerprint,
     known: bool,
 }
 
@@ -50,10 +49,10 @@ impl Transaction<'_> {
     /// whole request; a conflict found on the way is refused by the caller's rollback.
     pub(super) fn ingest(&mut self, events: &[Event]) -> Result<Vec<EventResult>, Rejection> {
         validate::events(events)?;
-        let fingerprints = self.check_idempotency(events)?;
-        // Past the checks above, only a failed `expected_version` can refuse the request once it
+        // Past the checks below, only a failed `expected_version` can refuse the request once it
         // has changed something; without one, no undo log is needed.
         self.undo_enabled = events.iter().any(has_expected_version);
+        let fingerprints = self.check_idempotency(events)?;
         let mut request = RequestEvents {
             results: Vec::with_capacity(events.len()),
             pending: BTreeMap::new(),
@@ -70,42 +69,36 @@ impl Transaction<'_> {
     /// Refuses the request when an event id was seen before, or earlier in the request, with
     /// another body. Returns every event's fingerprints and whether its id is already known
     /// (remembered, or earlier in this request): known ids are answered without a change.
-    fn check_idempotency(&self, events: &[Event]) -> Result<Vec<Fingerprints>, Rejection> {
-        let conflict = |event: &Event| Rejection::IdempotencyConflict {
-            id: event.event_id.to_string(),
-        };
+    ///
+    /// Each new id is remembered here, provisionally, in the same search of the index that
+    /// found it absent (a second search later would miss the cache again on a large index);
+    /// [`Transaction::ingest_one`] confirms or forgets it. A conflict forgets the provisional
+    /// ids before refusing, and with an undo log they are logged, so that a later refusal of
+    /// the request forgets them too.
+    fn check_idempotency(&mut self, events: &[Event]) -> Result<Vec<Fingerprints>, Rejection> {
         let mut fingerprints = Vec::with_capacity(events.len());
         let mut fingerprinter = Fingerprinter::new();
         for event in events {
             let key = fingerprinter.id_key(&event.event_id);
             let body = fingerprinter.body(self.body_fingerprints, event);
-            let stored = self.tenant.events_seen.get(&key);
-            if stored.is_some_and(|stored| *stored != body) {
-                return Err(conflict(event));
-            }
-            fingerprints.push(Fingerprints {
-                key,
-                body,
-                known: stored.is_some(),
-            });
-        }
-        if events.len() > 1 {
-            let mut sorted: Vec<(Fingerprint, usize)> = fingerprints
-                .iter()
-                .enumerate()
-                .map(|(index, f)| (f.key, index))
-                .collect();
-            sorted.sort_unstable();
-            for pair in sorted.windows(2) {
-                let ((key, first), (other, later)) = (pair[0], pair[1]);
-                if key != other {
-                    continue;
+            let known = match self.tenant.events_seen.insert_if_absent(key, body) {
+                None => {
+                    if self.undo_enabled {
+                        self.undo.push(Undo::EventSeen(key));
+                    }
+                    false
                 }
-                if fingerprints[first].body != fingerprints[later].body {
-                    return Err(conflict(&events[later]));
+                Some(stored) if stored == body => true,
+                Some(_) => {
+                    for provisional in fingerprints.iter().filter(|f: &&Fingerprints| !f.known) {
+                        self.tenant.events_seen.remove(&provisional.key);
+                    }
+                    return Err(Rejection::IdempotencyConflict {
+                        id: event.event_id.to_string(),
+                    });
                 }
-                fingerprints[later].known = true;
-            }
+            };
+            fingerprints.push(Fingerprints { key, known });
         }
         Ok(fingerprints)
     }
@@ -140,11 +133,13 @@ impl Transaction<'_> {
                 (0, true, false)
             }
         };
-        // A second event claiming a `seq` already applied or held: the first one wins.
+        // A second event claiming a `seq` already applied or held: the first one wins, and this
+        // one's id is not remembered.
         if event.seq <= last_seq || seq_held {
+            self.tenant.events_seen.remove(&fingerprints.key);
             return Ok(());
         }
-        self.remember_event(fingerprints.key, fingerprints.body);
+        self.remembered_event();
         let origin = Origin::of_event(event);
         if event.seq == last_seq + 1 {
             self.apply_in_order(event, &origin, true)?;
@@ -321,5 +316,141 @@ fn describe_conflict(rejection: &Rejection) -> String {
             expected, current, ..
         } => format!("expected version {expected}, current {current}"),
         other => other.code().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::envelope::{Envelope, Input};
+    use crate::event::{Event, EventKind};
+    use crate::ids::{EventId, LocationId, Sku, SourceId, TenantId};
+    use crate::ledger::{Ledger, LedgerConfig};
+    use crate::outcome::{EventStatus, Reply};
+    use crate::quantity::QuantityState;
+    use crate::time::Timestamp;
+
+    fn event(id: &str, seq: u64, kind: EventKind) -> Event {
+        Event {
+            event_id: EventId::parse(id).unwrap(),
+            source: SourceId::parse("wms").unwrap(),
+            seq,
+            occurred_at: None,
+            reason: None,
+            reference: None,
+            kind,
+        }
+    }
+
+    fn received(quantity: i64) -> EventKind {
+        EventKind::Received {
+            sku: Sku::parse("A").unwrap(),
+            location: LocationId::parse("east").unwrap(),
+            quantity,
+            to: QuantityState::Available,
+        }
+    }
+
+    fn adjusted(expected_version: u64) -> EventKind {
+        EventKind::Adjusted {
+            sku: Sku::parse("A").unwrap(),
+            location: LocationId::parse("east").unwrap(),
+            delta: 1,
+            expected_version: Some(expected_version),
+        }
+    }
+
+    struct Harness {
+        ledger: Ledger,
+        position: u64,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            Self {
+                ledger: Ledger::new(),
+                position: 0,
+            }
+        }
+
+        fn apply(&mut self, events: Vec<Event>) -> Reply {
+            self.position += 1;
+            let envelope = Envelope {
+                position: self.position,
+                tenant: TenantId::default_tenant(),
+                recorded_at: Timestamp(1_000_000),
+                input: Input::Events(events),
+            };
+            self.ledger.apply(&LedgerConfig::default(), &envelope).reply
+        }
+
+        fn statuses(&mut self, events: Vec<Event>) -> Vec<EventStatus> {
+            match self.apply(events) {
+                Reply::Events(results) => results.iter().map(|r| r.status).collect(),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn refusal(&mut self, events: Vec<Event>) -> &'static str {
+            match self.apply(events) {
+                Reply::Rejected(rejection) => rejection.code(),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn ids_remembered(&self) -> usize {
+            self.ledger.tenants[&TenantId::default_tenant()]
+                .events_seen
+                .len()
+        }
+    }
+
+    /// The idempotency check remembers new ids as it finds them absent; a refusal must forget
+    /// every one of them, whether it comes from a conflict during the check or from a version
+    /// check afterwards.
+    #[test]
+    fn a_refused_request_forgets_the_ids_it_checked() {
+        let mut harness = Harness::new();
+        harness.statuses(vec![event("old", 1, received(5))]);
+        let before = harness.ledger.clone();
+        let conflict = harness.refusal(vec![
+            event("a", 2, received(1)),
+            event("b", 3, received(1)),
+            event("old", 1, received(6)),
+        ]);
+        assert_eq!(conflict, "idempotency_conflict");
+        assert_eq!(harness.ledger, before);
+        let version = harness.refusal(vec![event("c", 2, received(1)), event("d", 3, adjusted(9))]);
+        assert_eq!(version, "version_conflict");
+        assert_eq!(harness.ledger, before);
+        assert_eq!(harness.ids_remembered(), 1);
+        // The forgotten ids are new again, with any body.
+        let statuses =
+            harness.statuses(vec![event("a", 2, received(7)), event("c", 3, received(1))]);
+        assert_eq!(statuses, [EventStatus::Applied, EventStatus::Applied]);
+    }
+
+    #[test]
+    fn repeats_inside_a_request_and_ids_of_taken_seqs() {
+        let mut harness = Harness::new();
+        let statuses =
+            harness.statuses(vec![event("a", 1, received(1)), event("a", 1, received(1))]);
+        assert_eq!(statuses, [EventStatus::Applied, EventStatus::Duplicate]);
+        let before = harness.ledger.clone();
+        let conflict =
+            harness.refusal(vec![event("b", 2, received(1)), event("b", 2, received(2))]);
+        assert_eq!(conflict, "idempotency_conflict");
+        assert_eq!(harness.ledger, before);
+        // A new id claiming a seq already applied is answered duplicate and not remembered: its
+        // id may come back with another body.
+        assert_eq!(
+            harness.statuses(vec![event("x", 1, received(3))]),
+            [EventStatus::Duplicate]
+        );
+        assert_eq!(harness.ids_remembered(), 1);
+        assert_eq!(
+            harness.statuses(vec![event("x", 2, received(4))]),
+            [EventStatus::Applied]
+        );
+        assert_eq!(harness.ids_remembered(), 2);
     }
 }

@@ -218,7 +218,7 @@ pub(super) struct Transaction<'a> {
     pub tenant: &'a mut TenantLedger,
     pub now: Timestamp,
     pub position: Position,
-    undo: Vec<Undo>,
+    pub undo: Vec<Undo>,
     pub out: Outcome,
     /// Touched keys in the order touched, with repeats: a push per change instead of two
     /// searches of an ordered set (the hottest path of an event). Sorted and deduplicated once,
@@ -559,10 +559,10 @@ impl<'a> Transaction<'a> {
     // ---------------------------------------------------------------------------------------
     // Sources and deduplication
 
-    pub fn remember_event(&mut self, key: Fingerprint, body: Fingerprint) {
-        let previous = self.tenant.events_seen.insert(key, body);
-        debug_assert!(previous.is_none());
-        self.record(|| Undo::EventSeen(key));
+    /// An event id remembered provisionally by the idempotency check (which logged its undo
+    /// record) is kept: the state changed.
+    pub fn remembered_event(&mut self) {
+        self.changed = true;
     }
 
     /// The state of `source`, created (at seq 0) on first sight.
