@@ -97,9 +97,14 @@ async fn post_counts(
         mode,
         apply_valid_rows: params.apply_valid_rows.unwrap_or(false),
     };
-    Ok(Json(
-        counts::import(&state, tenant, rows, malformed, options).await?,
-    ))
+    // In a task of its own: a count that outlasts the request's timeout is still carried out
+    // whole rather than cut between two of its requests to the writer. Sending the same file
+    // again is safe: rows already applied then match.
+    let state = state.clone();
+    tokio::spawn(async move { counts::import(&state, tenant, rows, malformed, options).await })
+        .await
+        .map_err(|_| Problem::internal("the count import panicked"))?
+        .map(Json)
 }
 
 fn bad(code: &str, detail: String) -> Problem {
