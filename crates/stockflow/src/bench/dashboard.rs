@@ -63,6 +63,20 @@ struct Phase {
     latency_p99_ms: f64,
     /// Per browser, updates received per second (0 with the stream closed).
     updates_per_second: f64,
+    /// CPU time of this process (server and clients) per 1,000 events: unlike events/s, it
+    /// does not move when other programs take the machine's cores.
+    cpu_ms_per_1000_events: f64,
+}
+
+/// User + system CPU time of this process, from /proc (None elsewhere).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 /// Producers' shared counters: sequence numbers must keep increasing across phases.
@@ -116,12 +130,14 @@ pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
             paced_runs.push(at_rate);
             unpaced_runs.push(flat_out);
             println!(
-                "  round {} stream {}: paced {:.0} events/s (p99 {:.1} ms), unpaced {:.0} events/s, {:.2} updates/s per browser",
+                "  round {} stream {}: paced {:.0} events/s (p99 {:.1} ms, CPU {:.1} ms/1000), unpaced {:.0} events/s (CPU {:.1} ms/1000), {:.2} updates/s per browser",
                 round + 1,
                 if open { "open  " } else { "closed" },
                 at_rate.events_per_second,
                 at_rate.latency_p99_ms,
+                at_rate.cpu_ms_per_1000_events,
                 flat_out.events_per_second,
+                flat_out.cpu_ms_per_1000_events,
                 at_rate.updates_per_second.max(flat_out.updates_per_second),
             );
         }
@@ -155,28 +171,21 @@ fn report(
     println!();
     println!("| phase | stream closed | stream open | change |");
     println!("|---|---|---|---|");
-    let rows: [TableRow; 5] = [
+    let p50 = |p: &Phase| p.latency_p50_ms;
+    let p99 = |p: &Phase| p.latency_p99_ms;
+    let cpu = |p: &Phase| p.cpu_ms_per_1000_events;
+    let rows: [TableRow; 7] = [
         ("paced events/s", &paced.0, &paced.1, rate, ""),
-        (
-            "paced request p50",
-            &paced.0,
-            &paced.1,
-            |p| p.latency_p50_ms,
-            " ms",
-        ),
-        (
-            "paced request p99",
-            &paced.0,
-            &paced.1,
-            |p| p.latency_p99_ms,
-            " ms",
-        ),
+        ("paced request p50", &paced.0, &paced.1, p50, " ms"),
+        ("paced request p99", &paced.0, &paced.1, p99, " ms"),
+        ("paced CPU per 1000 events", &paced.0, &paced.1, cpu, " ms"),
         ("unpaced events/s", &unpaced.0, &unpaced.1, rate, ""),
+        ("unpaced request p99", &unpaced.0, &unpaced.1, p99, " ms"),
         (
-            "unpaced request p99",
+            "unpaced CPU per 1000 events",
             &unpaced.0,
             &unpaced.1,
-            |p| p.latency_p99_ms,
+            cpu,
             " ms",
         ),
     ];
@@ -189,6 +198,8 @@ fn report(
     }
     let paced_drop = (1.0 - median(&paced.1, rate) / median(&paced.0, rate)) * 100.0;
     let unpaced_drop = (1.0 - median(&unpaced.1, rate) / median(&unpaced.0, rate)) * 100.0;
+    let cpu_paced = (median(&paced.1, cpu) / median(&paced.0, cpu) - 1.0) * 100.0;
+    let cpu_unpaced = (median(&unpaced.1, cpu) / median(&unpaced.0, cpu) - 1.0) * 100.0;
     let updates = median(&paced.1, |p| p.updates_per_second)
         .max(median(&unpaced.1, |p| p.updates_per_second));
     println!();
@@ -201,6 +212,10 @@ fn report(
         } else {
             "NOT met"
         }
+    );
+    println!(
+        "CPU per event with the streams open: {cpu_paced:+.1}% paced, {cpu_unpaced:+.1}% unpaced \
+         (events/s moves with whatever else the machine runs; CPU per event does not)"
     );
     println!("updates per browser: {updates:.2}/s (the stream sends at most one per interval)");
 }
@@ -270,6 +285,7 @@ async fn run_phase(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let updates_before = updates.load(Ordering::Relaxed);
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let mut producing = Vec::new();
     for index in 0..args.clients {
@@ -294,6 +310,11 @@ async fn run_phase(
         latencies.add(histogram)?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .map_or(0.0, |(after, before)| {
+            (after - before).as_secs_f64() * 1000.0
+        });
     let updates = updates.load(Ordering::Relaxed) - updates_before;
     stop.store(true, Ordering::Relaxed);
     for browser in browsers {
@@ -303,6 +324,7 @@ async fn run_phase(
         events_per_second: events as f64 / elapsed,
         latency_p50_ms: latencies.value_at_quantile(0.5) as f64 / 1000.0,
         latency_p99_ms: latencies.value_at_quantile(0.99) as f64 / 1000.0,
+        cpu_ms_per_1000_events: cpu / (events.max(1) as f64 / 1000.0),
         updates_per_second: if open {
             updates as f64 / args.browsers as f64 / elapsed
         } else {
