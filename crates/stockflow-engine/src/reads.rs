@@ -7,13 +7,17 @@
 //! is ever newer than the journal: a writer publishes only what it has committed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use stockflow_core::availability::ChannelAvailability;
 use stockflow_core::availability::SettingsView;
 use stockflow_core::envelope::Position;
 use stockflow_core::ids::{LocationId, ReservationId, Sku, TenantId};
-use stockflow_core::ledger::SkuView;
+use stockflow_core::ledger::{Ledger, SkuView};
+use stockflow_core::quantity::Quantities;
 use stockflow_core::reservation::Reservation;
+use stockflow_core::time::Timestamp;
 
 /// The most SKU views one [`ReadModel::skus`] call returns.
 pub const SKU_PAGE_MAX: usize = 1000;
@@ -35,11 +39,61 @@ struct TenantReads {
 /// What a writer publishes for one tenant after a commit.
 #[derive(Default)]
 pub(crate) struct TenantUpdate {
-    /// `None`: the SKU no longer has a view.
-    pub skus: Vec<(Sku, Option<SkuView>)>,
+    pub skus: Vec<SkuUpdate>,
+    /// The stock of every SKU of `skus`, one after the other: the writer copies quantities into
+    /// one list instead of cloning a map per SKU, and [`ReadModel::publish`] builds the views on
+    /// the committer's thread, which frees the views they replace. Memory allocated on one
+    /// thread and freed on another is what the allocator handles worst.
+    pub locations: Vec<(LocationId, Quantities)>,
     pub reservations: Vec<Reservation>,
     /// Present when the batch changed the tenant's settings (or time may have expired a hold).
     pub settings: Option<TenantSettings>,
+}
+
+/// The view of one SKU as the writer hands it over.
+pub(crate) struct SkuUpdate {
+    pub sku: Sku,
+    /// `None`: the SKU no longer has a view. Otherwise its locations in
+    /// [`TenantUpdate::locations`] and what each channel may sell of it.
+    pub view: Option<(Range<usize>, Vec<ChannelAvailability>)>,
+}
+
+impl TenantUpdate {
+    /// Adds the view of `sku` as [`Ledger::sku_view_at`] gives it.
+    pub fn push_sku(&mut self, ledger: &Ledger, tenant: &TenantId, sku: &Sku, now: Timestamp) {
+        let view = ledger.tenant(tenant).and_then(|state| {
+            let stock = state.stock.get(sku)?;
+            let start = self.locations.len();
+            self.locations
+                .extend(stock.iter().map(|(location, q)| (location.clone(), *q)));
+            let channels = state.availability.explain(sku, stock, now);
+            Some((start..self.locations.len(), channels))
+        });
+        self.skus.push(SkuUpdate {
+            sku: sku.clone(),
+            view,
+        });
+    }
+
+    /// The views to publish, built from the compact form.
+    fn into_views(self) -> (Vec<(Sku, Option<Arc<SkuView>>)>, Vec<Reservation>) {
+        let locations = self.locations;
+        let views = self
+            .skus
+            .into_iter()
+            .map(|SkuUpdate { sku, view }| {
+                let view = view.map(|(range, channels)| {
+                    Arc::new(SkuView {
+                        sku: sku.clone(),
+                        stock: locations[range].iter().cloned().collect(),
+                        channels,
+                    })
+                });
+                (sku, view)
+            })
+            .collect();
+        (views, self.reservations)
+    }
 }
 
 /// A tenant's settings as of a commit: availability settings and the ledger's location priority.
@@ -142,24 +196,29 @@ impl ReadModel {
         updates: HashMap<TenantId, TenantUpdate>,
         position: Position,
     ) {
-        for (tenant, update) in updates {
+        for (tenant, mut update) in updates {
             let reads = self.tenant_or_insert(&tenant);
-            if !update.skus.is_empty() {
-                let mut skus = write(&reads.skus);
-                for (sku, view) in update.skus {
-                    match view {
-                        Some(view) => skus.insert(sku, Arc::new(view)),
-                        None => skus.remove(&sku),
-                    };
-                }
-            }
-            if let Some(settings) = update.settings {
+            if let Some(settings) = update.settings.take() {
                 *write(&reads.settings) = Some(Arc::new(settings));
             }
-            if !update.reservations.is_empty() {
-                let mut reservations = write(&reads.reservations);
-                for reservation in update.reservations {
-                    reservations.insert(reservation.reservation_id.clone(), Arc::new(reservation));
+            // Built before the lock is taken, and the replaced views dropped after it is released.
+            let (views, reservations) = update.into_views();
+            let mut replaced = Vec::with_capacity(views.len());
+            if !views.is_empty() {
+                let mut skus = write(&reads.skus);
+                for (sku, view) in views {
+                    replaced.push(match view {
+                        Some(view) => skus.insert(sku, view),
+                        None => skus.remove(&sku),
+                    });
+                }
+            }
+            drop(replaced);
+            if !reservations.is_empty() {
+                let mut reservations_read = write(&reads.reservations);
+                for reservation in reservations {
+                    reservations_read
+                        .insert(reservation.reservation_id.clone(), Arc::new(reservation));
                 }
             }
         }

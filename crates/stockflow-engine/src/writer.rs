@@ -495,7 +495,11 @@ impl Writer {
     /// The view of every SKU and reservation the batch touched, once each, as of its end.
     fn views(&self, applied: &[Applied]) -> HashMap<TenantId, TenantUpdate> {
         let mut updates: HashMap<TenantId, TenantUpdate> = HashMap::new();
-        let mut seen_skus = HashSet::new();
+        // Each outcome lists its SKUs once: only a batch of several envelopes can repeat one.
+        let repeats_possible = applied.len() > 1;
+        let touched_total = applied.iter().map(|a| a.outcome.touched_skus.len()).sum();
+        let mut seen_skus =
+            HashSet::with_capacity(if repeats_possible { touched_total } else { 0 });
         let mut seen_reservations = HashSet::new();
         for a in applied {
             let tenant = &a.envelope.tenant;
@@ -503,11 +507,17 @@ impl Writer {
                 let update = updates.entry(tenant.clone()).or_default();
                 update.settings = self.settings_of(tenant, a.envelope.position);
             }
-            for sku in &a.outcome.touched_skus {
-                if seen_skus.insert((tenant, sku)) {
-                    let view = self.ledger.sku_view_at(tenant, sku, self.recorded_at);
-                    let update = updates.entry(tenant.clone()).or_default();
-                    update.skus.push((sku.clone(), view));
+            let mut skus = a
+                .outcome
+                .touched_skus
+                .iter()
+                .filter(|sku| !repeats_possible || seen_skus.insert((tenant, *sku)))
+                .peekable();
+            if skus.peek().is_some() {
+                // One search of the updates per envelope, not per SKU.
+                let update = updates.entry(tenant.clone()).or_default();
+                for sku in skus {
+                    update.push_sku(&self.ledger, tenant, sku, self.recorded_at);
                 }
             }
             for id in &a.outcome.touched_reservations {
@@ -538,8 +548,7 @@ impl Writer {
             let update = updates.entry(tenant.clone()).or_default();
             update.settings = self.settings_of(tenant, self.position);
             for sku in state.stock.keys() {
-                let view = self.ledger.sku_view_at(tenant, sku, self.recorded_at);
-                update.skus.push((sku.clone(), view));
+                update.push_sku(&self.ledger, tenant, sku, self.recorded_at);
             }
             update
                 .reservations
