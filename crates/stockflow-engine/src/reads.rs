@@ -50,6 +50,9 @@ pub(crate) struct TenantUpdate {
     pub settings: Option<TenantSettings>,
 }
 
+/// A SKU and its new view (`None`: it has none any more).
+type PublishedView = (Sku, Option<Arc<SkuView>>);
+
 /// The view of one SKU as the writer hands it over.
 pub(crate) struct SkuUpdate {
     pub sku: Sku,
@@ -76,7 +79,7 @@ impl TenantUpdate {
     }
 
     /// The views to publish, built from the compact form.
-    fn into_views(self) -> (Vec<(Sku, Option<Arc<SkuView>>)>, Vec<Reservation>) {
+    fn into_views(self) -> (Vec<PublishedView>, Vec<Reservation>) {
         let locations = self.locations;
         let views = self
             .skus
