@@ -223,7 +223,12 @@ async fn receive(
             .with_retry_after(BACKLOG_RETRY_AFTER_SECONDS));
         }
         Accepted::Duplicate(id) => ("duplicate", id),
-        Accepted::New(id) if quarantined => ("quarantined", id),
+        Accepted::New(id) if quarantined => {
+            state
+                .kpis
+                .manual_intervention("quarantined_webhook", state.now());
+            ("quarantined", id)
+        }
         Accepted::New(id) => {
             state.inbound.wake();
             metrics::backlog(inbox.pending_count());

@@ -170,6 +170,9 @@ async fn process_row(state: &AppState, row: Row) {
                 super::metrics::incident(&channel, incident.kind);
             }
             metrics_end(&platform, &channel, end);
+            if end == RowState::Quarantined {
+                state.kpis.manual_intervention("quarantined_webhook", now);
+            }
             tracing::debug!(row = row.id, %channel, state = end.name(), %outcome, "webhook processed");
             blocking(inbox, move |inbox| {
                 inbox.finish(&row, end, &outcome, now.0, &incidents)
@@ -180,6 +183,7 @@ async fn process_row(state: &AppState, row: Row) {
             tracing::warn!(row = row.id, %channel, %error, "webhook quarantined after its last attempt");
             super::metrics::incident(&channel, "processing_failed");
             metrics_end(&platform, &channel, RowState::Quarantined);
+            state.kpis.manual_intervention("quarantined_webhook", now);
             let incident = NewIncident::new(
                 "processing_failed",
                 format!("{} attempts failed; the last: {error}", row.attempts + 1),

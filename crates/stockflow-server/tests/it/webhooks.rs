@@ -577,6 +577,12 @@ async fn a_malformed_body_is_refused_or_quarantined_as_the_platform_needs() {
         .map(|row| row["channel"].as_str().unwrap())
         .collect();
     assert_eq!(channels, ["shop", "tt"]);
+    // Each quarantined webhook is work for a person: a KPI.
+    let (_, kpis) = app.get("/v1/kpis").await;
+    assert_eq!(
+        kpis["windows"][0]["manual_interventions_by_reason"]["quarantined_webhook"],
+        2
+    );
     let malformed = incidents(&app, "kind=malformed").await;
     assert_eq!(malformed.len(), 2);
     assert!(
