@@ -2,6 +2,10 @@
 //! stopped with SIGTERM while requests are in flight, and `stockflow verify` on what it left.
 
 mod cli;
+mod crash;
 mod dashboard;
 mod demo;
 mod oversell;
+mod shutdown;
+mod support;
+mod workload;
