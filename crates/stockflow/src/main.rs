@@ -1,5 +1,6 @@
 //! The `stockflow` command.
 
+mod bench;
 mod client;
 
 use anyhow::Context;
@@ -36,6 +37,12 @@ enum CommandLine {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check that the state recovered from the latest snapshot and the journal equals a replay
+    /// of the whole journal from empty (the server must not be running on the same directory).
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// The whole story in one command: stockflow, the Shopify, Amazon and TikTok Shop
     /// sandboxes, buyers and a warehouse, on a temporary data directory; ends with the KPIs and
     /// a timeline chart.
@@ -50,11 +57,10 @@ enum CommandLine {
         #[command(subcommand)]
         which: AuditCommand,
     },
-    /// Check that the state recovered from the latest snapshot and the journal equals a replay
-    /// of the whole journal from empty (the server must not be running on the same directory).
-    Verify {
-        #[arg(long)]
-        data_dir: PathBuf,
+    /// Benchmarks (commands, not tests): see BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
     },
 }
 
@@ -71,11 +77,22 @@ enum AuditCommand {
     Export(client::ExportArgs),
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Durable events/s in process (without channels, with channels, with all four buffer
+    /// strategies), durable reservations/s on one hot SKU over HTTP, and the PostgreSQL
+    /// baseline, in one run.
+    Ledger(bench::LedgerArgs),
+    /// What the dashboard's live stream costs ingestion: events/s with the stream closed and
+    /// open (paced at 5,000 events/s and unpaced), and the updates each browser receives.
+    Dashboard(bench::DashboardArgs),
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // The demo's output is its progress and its table: the servers it starts log warnings only.
+    // A benchmark's output is its table: the servers and engines it starts log warnings only.
     let default_filter = match cli.command {
-        CommandLine::Demo(_) => "warn",
+        CommandLine::Bench { .. } | CommandLine::Demo(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -103,6 +120,12 @@ fn main() -> anyhow::Result<()> {
             CommandLine::Audit {
                 which: AuditCommand::Export(args),
             } => client::export(args).await,
+            CommandLine::Bench {
+                which: BenchCommand::Ledger(args),
+            } => bench::ledger(args).await,
+            CommandLine::Bench {
+                which: BenchCommand::Dashboard(args),
+            } => bench::dashboard(args).await,
             CommandLine::Demo(args) => stockflow::demo::run(args).await.map(|_| ()),
         }
     })

@@ -1,0 +1,240 @@
+//! Reservations on one hot SKU over HTTP: the real server (`stockflow_server::Server`) started
+//! in this process on a free port with a temporary data directory, driven by concurrent
+//! keep-alive clients that each reserve one unit at a time and wait for the answer. Every
+//! granted reservation is durable before it is answered (the server's journal settings).
+
+use super::report::{LatencyRecorder, Throughput};
+use anyhow::Context;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use stockflow_server::{Config, Server};
+use tokio::sync::Barrier;
+
+const SKU: &str = "HOT-1";
+const LOCATION: &str = "hot";
+/// Attempts per client after the stock ran out, each of which must be refused.
+const PROBES_PER_CLIENT: u64 = 4;
+
+pub struct HotSkuHttp {
+    /// Where the temporary data directory goes; `None`: the system's temporary directory.
+    pub dir: Option<PathBuf>,
+    pub clients: usize,
+    /// Reservations in the measured phase; the stock is exactly this much.
+    pub reservations: u64,
+}
+
+/// One run: the throughput of the measured phase and what the oversell check saw.
+pub struct HotSkuRun {
+    pub throughput: Throughput,
+    pub stock: u64,
+    pub granted: u64,
+    pub refused: u64,
+    /// Attempts after the stock ran out (all refused, or the run fails).
+    pub probes: u64,
+    /// `reserved` of the hot SKU as the ledger shows it at the end.
+    pub ledger_reserved: i64,
+    /// Read back from the journal's SQLite database after the run.
+    pub durability: String,
+}
+
+enum Answer {
+    Granted,
+    Refused,
+}
+
+pub async fn run(bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
+    let dir = match &bench.dir {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .context("creating the server's data directory")?;
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("a valid address"),
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let server = Server::start(config).await.context("starting the server")?;
+    let url = server.url();
+    let result = drive(&url, bench).await;
+    server.shutdown().await.context("stopping the server")?;
+    let mut run = result?;
+    let store = stockflow_store::SqliteStore::open(stockflow_store::SqliteConfig::new(
+        dir.path().join("stockflow.db"),
+    ))
+    .context("reopening the journal")?;
+    let settings = store.settings().context("reading the journal's settings")?;
+    run.durability = format!(
+        "journal_mode={} synchronous={}",
+        settings.journal_mode, settings.synchronous
+    );
+    Ok(run)
+}
+
+async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
+    let setup = reqwest::Client::new();
+    let stock = bench.reservations.max(1);
+    let received = json!({"event_id": "bench-stock-1", "source": "bench", "seq": 1,
+        "type": "received", "sku": SKU, "location": LOCATION, "quantity": stock});
+    let response = setup
+        .post(format!("{url}/v1/events"))
+        .json(&received)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "stocking the hot SKU failed: {}",
+        response.text().await?
+    );
+
+    let clients = bench.clients.max(1);
+    let ready = Arc::new(Barrier::new(clients + 1));
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let requests = (client as u64..stock).step_by(clients).count() as u64;
+            let url = url.to_owned();
+            let ready = ready.clone();
+            tokio::spawn(async move { reserve_client(url, client, requests, ready).await })
+        })
+        .collect();
+    ready.wait().await;
+    let started = Instant::now();
+    let mut latencies = LatencyRecorder::new();
+    let (mut granted, mut refused) = (0, 0);
+    let mut clients_back = Vec::with_capacity(clients);
+    for task in tasks {
+        let (client, recorder, client_granted, client_refused) =
+            task.await.context("a client panicked")??;
+        latencies.merge(&recorder);
+        granted += client_granted;
+        refused += client_refused;
+        clients_back.push(client);
+    }
+    let throughput = latencies.throughput(started.elapsed());
+    anyhow::ensure!(
+        granted <= stock,
+        "OVERSOLD: {granted} reservations granted for a stock of {stock}"
+    );
+
+    // The stock is gone (or nearly, if some were refused): every further attempt, from every
+    // client at once, must be refused.
+    let probes: Vec<_> = clients_back
+        .into_iter()
+        .enumerate()
+        .map(|(index, client)| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for attempt in 0..PROBES_PER_CLIENT {
+                    let id = format!("probe-{index}-{attempt}");
+                    answers.push(reserve(&client, &url, &id).await?);
+                }
+                anyhow::Ok(answers)
+            })
+        })
+        .collect();
+    let mut probes_granted = 0;
+    let mut probe_count = 0;
+    for task in probes {
+        for answer in task.await.context("a probe panicked")?? {
+            probe_count += 1;
+            if matches!(answer, Answer::Granted) {
+                probes_granted += 1;
+            }
+        }
+    }
+    granted += probes_granted;
+    anyhow::ensure!(
+        granted <= stock,
+        "OVERSOLD: {granted} reservations granted for a stock of {stock}"
+    );
+    let view: Value = setup
+        .get(format!("{url}/v1/skus/{SKU}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ledger_reserved = view["totals"]["reserved"]
+        .as_i64()
+        .context("the SKU view has no reserved total")?;
+    anyhow::ensure!(
+        ledger_reserved == granted as i64,
+        "the ledger shows {ledger_reserved} reserved, {granted} reservations were granted"
+    );
+    Ok(HotSkuRun {
+        throughput,
+        stock,
+        granted,
+        refused: refused + probe_count - probes_granted,
+        probes: probe_count,
+        ledger_reserved,
+        durability: String::new(),
+    })
+}
+
+/// One keep-alive client (its own connection pool) reserving one unit at a time.
+async fn reserve_client(
+    url: String,
+    client_index: usize,
+    requests: u64,
+    ready: Arc<Barrier>,
+) -> anyhow::Result<(reqwest::Client, LatencyRecorder, u64, u64)> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .build()?;
+    // One request before the start opens the connection (a lookup of the SKU: it changes
+    // nothing), so that connecting is not measured.
+    client
+        .get(format!("{url}/v1/skus/{SKU}"))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    ready.wait().await;
+    let mut latencies = LatencyRecorder::new();
+    let (mut granted, mut refused) = (0, 0);
+    for index in 0..requests {
+        let id = format!("c{client_index}-{index}");
+        let begun = Instant::now();
+        let answer = reserve(&client, &url, &id).await?;
+        latencies.record(begun.elapsed());
+        match answer {
+            Answer::Granted => granted += 1,
+            Answer::Refused => refused += 1,
+        }
+    }
+    Ok((client, latencies, granted, refused))
+}
+
+async fn reserve(client: &reqwest::Client, url: &str, id: &str) -> anyhow::Result<Answer> {
+    let body = json!({"reservation_id": id,
+        "lines": [{"sku": SKU, "location": LOCATION, "quantity": 1}], "ttl_seconds": 3600});
+    let response = client
+        .post(format!("{url}/v1/reservations"))
+        .json(&body)
+        .send()
+        .await
+        .context("sending a reservation")?;
+    let status = response.status().as_u16();
+    match status {
+        201 => {
+            // Read to the end, so that the connection goes back to the pool (keep-alive).
+            response.bytes().await?;
+            Ok(Answer::Granted)
+        }
+        409 => {
+            let problem: Value = response.json().await?;
+            anyhow::ensure!(
+                problem["code"] == "insufficient_stock",
+                "reservation {id}: unexpected refusal {problem}"
+            );
+            Ok(Answer::Refused)
+        }
+        _ => anyhow::bail!(
+            "reservation {id}: unexpected answer {status}: {}",
+            response.text().await.unwrap_or_default()
+        ),
+    }
+}
