@@ -318,6 +318,12 @@ pub enum IncidentKind {
     /// An event held for a missing `seq` failed its `expected_version` check when its turn came;
     /// it was skipped (it had already been answered `held`, so it could not be refused).
     VersionConflict,
+    /// An event of a gap already given up on (a `SequenceGap`) arrived after all: it was applied
+    /// late, out of its source's order, instead of being dropped.
+    LateEvent,
+    /// A reservation arrived after units were picked for it (a late order webhook): those units
+    /// count as picked for its lines and were not reserved again.
+    PickedAhead,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,7 +335,8 @@ pub struct Incident {
     pub location: Option<LocationId>,
     pub channel: Option<ChannelId>,
     pub source: Option<SourceId>,
-    /// Units missing (for negative available and oversells), or events skipped (for gaps).
+    /// Units missing (for negative available and oversells), or events skipped (for gaps); 0
+    /// for the others.
     pub shortfall: i64,
     pub detail: String,
     pub cause: Cause,

@@ -52,7 +52,8 @@ impl ReservationState {
 pub struct ReservationLine {
     pub sku: Sku,
     pub location: LocationId,
-    /// Units granted by the reserve step.
+    /// Units granted by the reserve step, those picked for the reservation before it arrived
+    /// included (they are `picked` from the start and were never held).
     pub quantity: i64,
     /// Units moved to committed by the confirm step (0 while provisional).
     pub confirmed: i64,

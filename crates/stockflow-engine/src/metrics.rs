@@ -117,6 +117,8 @@ pub fn incident_kind_name(kind: IncidentKind) -> &'static str {
         IncidentKind::Oversell => "oversell",
         IncidentKind::NegativeQuantity => "negative_quantity",
         IncidentKind::VersionConflict => "version_conflict",
+        IncidentKind::LateEvent => "late_event",
+        IncidentKind::PickedAhead => "picked_ahead",
         // The core may add kinds before this list learns them; they are still counted.
         #[allow(unreachable_patterns)]
         _ => "other",

@@ -308,6 +308,7 @@ fn engine_config(config: &Config) -> EngineConfig {
             held_events_per_source_max: config.ledger.held_events_per_source_max,
             held_timeout_micros: (config.ledger.held_timeout_seconds as i64)
                 .saturating_mul(Timestamp::MICROS_PER_SECOND),
+            ..Default::default()
         },
         queue_capacity: config.engine.queue_capacity,
         batch_requests_max: config.engine.batch_requests_max,

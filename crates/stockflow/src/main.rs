@@ -173,6 +173,7 @@ async fn verify(data_dir: PathBuf) -> anyhow::Result<()> {
     let ledger = stockflow_core::ledger::LedgerConfig {
         held_events_per_source_max: config.ledger.held_events_per_source_max,
         held_timeout_micros: (config.ledger.held_timeout_seconds as i64) * 1_000_000,
+        ..Default::default()
     };
     let report = tokio::task::spawn_blocking(move || stockflow_engine::verify(&store, &ledger))
         .await

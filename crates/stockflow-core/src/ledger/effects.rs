@@ -130,7 +130,8 @@ impl Transaction<'_> {
     }
 
     /// A pick takes from the held units of the named reservation's lines for this SKU and
-    /// location, and the rest from available.
+    /// location, and the rest from available. A pick for a reservation not seen yet takes from
+    /// available and is remembered for it (`picked_ahead.rs`).
     fn pick(
         &mut self,
         origin: &Origin,
@@ -145,8 +146,12 @@ impl Transaction<'_> {
         if let Some(id) = reservation_id {
             match self.tenant.reservations.get(id) {
                 None => {
+                    // Picked ahead of its reservation (a late order webhook), or for one that
+                    // never comes: from available either way, and remembered for the first case.
+                    let remembered = self.remember_picked_ahead(id, sku, location, quantity);
                     let detail = format!(
-                        "picked {quantity} for reservation {id}, which is unknown; taken from available"
+                        "picked {quantity} for reservation {id}, which is unknown; taken from \
+                         available and {remembered}"
                     );
                     self.incident(
                         origin,

@@ -5,10 +5,16 @@
 //! applies and then releases the held events that follow it, a later one waits in a bounded
 //! buffer. When the buffer overflows or its earliest event waits past its time limit, the first
 //! gap is given up on (a `SequenceGap` incident) and the source continues after it.
+//!
+//! A given-up gap is remembered (a bounded list of `seq` ranges per source): an event of it that
+//! arrives after all, with an id never seen, is a physical fact that happened, so it is applied
+//! late (a `LateEvent` incident says so) and its `seq` leaves the range; another event claiming
+//! that `seq` afterwards is a duplicate. Past the limit of ranges the lowest is forgotten, and a
+//! late event of it is answered `duplicate` and dropped, as any `seq` behind the source is.
 
 use super::fingerprint::{Fingerprint, Fingerprinter};
 use super::transaction::{Origin, Transaction, Undo};
-use super::{HeldEvent, validate};
+use super::{HeldEvent, SeqRange, validate};
 use crate::event::{Event, EventKind};
 use crate::ids::SourceId;
 use crate::outcome::{EventResult, EventStatus, Incident, IncidentKind, Rejection};
@@ -134,8 +140,15 @@ impl Transaction<'_> {
             }
         };
         // A second event claiming a `seq` already applied or held: the first one wins, and this
-        // one's id is not remembered.
+        // one's id is not remembered. Unless its `seq` belongs to a gap given up on: then it is
+        // the first, late.
         if event.seq <= last_seq || seq_held {
+            if event.seq <= last_seq && self.given_up_range(&event.source, event.seq).is_some() {
+                self.remembered_event();
+                self.apply_late(event)?;
+                request.results[index].status = EventStatus::Applied;
+                return Ok(());
+            }
             self.tenant.events_seen.remove(&fingerprints.key);
             return Ok(());
         }
@@ -234,8 +247,85 @@ impl Transaction<'_> {
         Ok(())
     }
 
-    /// Gives up on the gap before the lowest held `seq` of `source`: records it, moves the source
-    /// past it and applies what follows.
+    /// The index of the given-up range of `source` that holds `seq`.
+    fn given_up_range(&self, source: &SourceId, seq: u64) -> Option<usize> {
+        let ranges = &self.tenant.sources.get(source)?.given_up;
+        // Sorted and disjoint: the range holding `seq`, if any, is the last that starts at or
+        // before it.
+        let index = ranges
+            .partition_point(|range| range.first <= seq)
+            .checked_sub(1)?;
+        ranges[index].contains(seq).then_some(index)
+    }
+
+    /// Applies an event of a given-up gap that arrived after all, and takes its `seq` out of the
+    /// range. A version conflict refuses the request, as for any event of it.
+    fn apply_late(&mut self, event: &Event) -> Result<(), Rejection> {
+        let origin = Origin::of_event(event);
+        self.apply_effects(event, &origin)?;
+        let source = &event.source;
+        let seq = event.seq;
+        let index = self
+            .given_up_range(source, seq)
+            .expect("the caller found the range");
+        let mut ranges = self.tenant.sources[source].given_up.clone();
+        let range = ranges[index];
+        match (seq == range.first, seq == range.last) {
+            (true, true) => {
+                ranges.remove(index);
+            }
+            (true, false) => ranges[index].first = seq + 1,
+            (false, true) => ranges[index].last = seq - 1,
+            (false, false) => {
+                ranges[index].last = seq - 1;
+                ranges.insert(
+                    index + 1,
+                    SeqRange {
+                        first: seq + 1,
+                        last: range.last,
+                    },
+                );
+            }
+        }
+        let forgotten = self.bound_given_up(&mut ranges);
+        self.set_given_up(source, ranges);
+        let detail = format!(
+            "seq {seq} of {source} arrived after its gap (seq {}..={}) was given up on: applied \
+             late{}",
+            range.first,
+            range.last,
+            forgotten_text(forgotten, self.config.given_up_ranges_per_source_max)
+        );
+        self.incident(
+            &origin,
+            IncidentKind::LateEvent,
+            event.kind.sku(),
+            event_location(event),
+            0,
+            detail,
+        );
+        Ok(())
+    }
+
+    /// Drops the lowest ranges past the limit; returns the `seq`s they covered.
+    fn bound_given_up(&self, ranges: &mut Vec<SeqRange>) -> Option<SeqRange> {
+        let excess = ranges
+            .len()
+            .saturating_sub(self.config.given_up_ranges_per_source_max);
+        if excess == 0 {
+            return None;
+        }
+        let forgotten = SeqRange {
+            first: ranges[0].first,
+            last: ranges[excess - 1].last,
+        };
+        ranges.drain(..excess);
+        Some(forgotten)
+    }
+
+    /// Gives up on the gap before the lowest held `seq` of `source`: records it (and remembers
+    /// its range, for events of it that arrive late), moves the source past it and applies what
+    /// follows.
     pub(super) fn give_up_gap(
         &mut self,
         source: &SourceId,
@@ -250,6 +340,20 @@ impl Transaction<'_> {
         let first_missing = state.last_seq + 1;
         let missing = first_held - first_missing;
         debug_assert!(missing >= 1);
+        // Every range remembered lies below `last_seq`: the new one goes last.
+        let mut ranges = state.given_up.clone();
+        ranges.push(SeqRange {
+            first: first_missing,
+            last: first_held - 1,
+        });
+        let forgotten = self.bound_given_up(&mut ranges);
+        let remembered = ranges.last().is_some_and(|r| r.first == first_missing);
+        let limit = self.config.given_up_ranges_per_source_max;
+        let late = if remembered {
+            "an event of it that arrives late is applied"
+        } else {
+            "an event of it that arrives late is dropped (no given-up gaps are remembered)"
+        };
         self.out.incidents.push(Incident {
             kind: IncidentKind::SequenceGap,
             at: self.now,
@@ -261,11 +365,19 @@ impl Transaction<'_> {
             shortfall: missing as i64,
             detail: format!(
                 "seq {first_missing}..={} of {source} never arrived ({missing} events): {why}; \
-                 continuing at seq {first_held}",
-                first_held - 1
+                 continuing at seq {first_held}; {late}{}",
+                first_held - 1,
+                if remembered {
+                    forgotten_text(forgotten, limit)
+                } else {
+                    String::new()
+                }
             ),
             cause: origin.cause(),
         });
+        if !(ranges.is_empty() && self.tenant.sources[source].given_up.is_empty()) {
+            self.set_given_up(source, ranges);
+        }
         self.set_last_seq(source, first_held - 1);
         self.drain(source, request)
     }
@@ -307,6 +419,17 @@ fn event_location(event: &Event) -> Option<&crate::ids::LocationId> {
         | EventKind::Moved { location, .. }
         | EventKind::Transferred { location, .. } => Some(location),
         EventKind::Cancelled { .. } => None,
+    }
+}
+
+/// How an incident says that given-up `seq`s were forgotten.
+fn forgotten_text(forgotten: Option<SeqRange>, limit: usize) -> String {
+    match forgotten {
+        None => String::new(),
+        Some(range) => format!(
+            "; seq {}..={} no longer awaited (the limit of {limit} given-up gaps per source)",
+            range.first, range.last
+        ),
     }
 }
 

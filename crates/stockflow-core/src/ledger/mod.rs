@@ -8,10 +8,13 @@
 //!   availability recomputation) and the read helpers.
 //! - `transaction.rs`: mutation helpers with the undo log that makes a request atomic, and the
 //!   effects collected on the way.
-//! - `ingest.rs`: exactly-once, per-source ordered ingestion (deduplication, held events, gaps).
+//! - `ingest.rs`: exactly-once, per-source ordered ingestion (deduplication, held events, gaps,
+//!   late events of a given-up gap).
 //! - `effects.rs`: what each event type does to the quantities and reservations.
 //! - `reservations.rs`: reserve, confirm, release, expire; channel orders (oversells, early
 //!   cancellations).
+//! - `picked_ahead.rs`: units picked for a reservation before it arrived, counted as picked
+//!   when it does.
 //! - `validate.rs`: the checks that need no state, done for a whole request before any change.
 //! - `fingerprint.rs`: canonical fingerprints of event ids, event bodies and reserve requests.
 //! - `event_index.rs`: the forever-growing set of event ids seen, fast at any size.
@@ -20,6 +23,7 @@ mod effects;
 pub mod event_index;
 pub mod fingerprint;
 mod ingest;
+mod picked_ahead;
 mod reservations;
 mod transaction;
 mod validate;
@@ -42,14 +46,28 @@ use transaction::{DemandKind, Transaction};
 pub const TIME_ACTOR: &str = "stockflow";
 
 /// Limits and time limits of the ledger. Not journaled: part of the configuration a journal is
-/// replayed with.
+/// replayed with (a replay with other limits may give another state).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LedgerConfig {
     /// The most events held per source while waiting for a missing `seq`.
     pub held_events_per_source_max: usize,
     /// How long a held event waits for its gap to fill before the gap is given up on. Applied
     /// when the event is held (its release time is stored with it).
     pub held_timeout_micros: i64,
+    /// The most given-up gaps remembered per source (as ranges of `seq`), so that an event of
+    /// one that arrives after all is applied late instead of dropped. Past the limit the lowest
+    /// range is forgotten: a late event of it is answered `duplicate`, as before a gap was
+    /// remembered at all. 0 remembers none.
+    pub given_up_ranges_per_source_max: usize,
+    /// The most reservations remembered per tenant with units picked for them before they
+    /// arrived (a `picked` event naming a reservation not seen yet). Past the limit the record
+    /// picked first is forgotten: its reservation, when it arrives, reserves those units again.
+    /// 0 remembers none.
+    pub picked_ahead_max: usize,
+    /// How long units picked ahead of their reservation are remembered; older records are
+    /// forgotten at the tenant's next input.
+    pub picked_ahead_max_age_micros: i64,
 }
 
 impl Default for LedgerConfig {
@@ -57,6 +75,9 @@ impl Default for LedgerConfig {
         Self {
             held_events_per_source_max: 1000,
             held_timeout_micros: 30 * 1_000_000,
+            given_up_ranges_per_source_max: 64,
+            picked_ahead_max: 10_000,
+            picked_ahead_max_age_micros: 72 * 3600 * 1_000_000,
         }
     }
 }
@@ -95,6 +116,30 @@ pub struct TenantLedger {
     pub expiries: BTreeSet<(Timestamp, ReservationId)>,
     /// Sources with held events, by the release time of their earliest-released held event.
     pub held_deadlines: BTreeSet<(Timestamp, SourceId)>,
+    /// Units picked for reservations not seen yet, by reservation id: when the reservation
+    /// arrives they count as picked instead of being reserved again. Never holds the id of a
+    /// known reservation (inserting a reservation consumes its record).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub picked_ahead: BTreeMap<ReservationId, PickedAhead>,
+    /// `picked_ahead` by the time of each record's first pick: the oldest are forgotten first.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub picked_ahead_by_time: BTreeSet<(Timestamp, ReservationId)>,
+}
+
+/// Units picked for one reservation before the ledger saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickedAhead {
+    /// When the first of these picks was applied (the record's age counts from it).
+    pub first_picked_at: Timestamp,
+    /// Per SKU x location, in that order; at most [`crate::command::RESERVATION_LINES_MAX`].
+    pub lines: Vec<PickedAheadLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickedAheadLine {
+    pub sku: Sku,
+    pub location: LocationId,
+    pub quantity: i64,
 }
 
 /// The ingestion state of one producer.
@@ -106,6 +151,24 @@ pub struct SourceState {
     pub held: BTreeMap<u64, HeldEvent>,
     /// The earliest `release_at` among `held`: this source's key in the tenant's held index.
     pub release_at: Option<Timestamp>,
+    /// The `seq`s of given-up gaps that have not arrived since, as sorted, disjoint ranges below
+    /// `last_seq`; at most [`LedgerConfig::given_up_ranges_per_source_max`] (the lowest are
+    /// forgotten first). An unseen event of one is applied late.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given_up: Vec<SeqRange>,
+}
+
+/// The `seq`s `first..=last` of one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqRange {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl SeqRange {
+    pub fn contains(&self, seq: u64) -> bool {
+        (self.first..=self.last).contains(&seq)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -275,8 +338,9 @@ fn actor_of(input: &Input) -> &str {
 
 impl Transaction<'_> {
     /// Everything due at `now`, in the order it fell due: provisional reservations expire, gaps
-    /// whose held events waited too long are given up on; then the availability module's own
-    /// time-driven work.
+    /// whose held events waited too long are given up on; then records of units picked ahead of
+    /// their reservation that are too old are forgotten (due work, but never worth a tick of its
+    /// own: it changes no quantity); then the availability module's own time-driven work.
     fn run_deadlines(&mut self) {
         loop {
             let expiry = self.tenant.expiries.first().cloned();
@@ -291,6 +355,7 @@ impl Transaction<'_> {
                 _ => break,
             }
         }
+        self.forget_old_picked_ahead();
         // The availability module's decay steps and time windows. Its state is not covered by
         // the undo log; that is fine since deadline work is never undone.
         if self

@@ -3,6 +3,7 @@
 
 use super::TenantLedger;
 use super::fingerprint::reserve_fingerprint;
+use super::picked_ahead::{self, Coverage};
 use super::transaction::{DemandKind, Origin, StateDeltas, Transaction};
 use super::validate;
 use crate::command::{ReservationLineRequest, Reserve};
@@ -34,7 +35,16 @@ impl Transaction<'_> {
             }
             return Err(Rejection::IdempotencyConflict { id: id.to_string() });
         }
-        let lines = plan(self.tenant, request)?;
+        // Units picked for this reservation before it arrived count as picked: only the rest
+        // of each line is reserved.
+        let picked_ahead = self.tenant.picked_ahead.get(id).cloned();
+        let (lines, coverage) = match &picked_ahead {
+            None => (plan(self.tenant, request)?, None),
+            Some(record) => {
+                let coverage = picked_ahead::cover(record, &request.lines);
+                (plan_rest(self.tenant, request, &coverage)?, Some(coverage))
+            }
+        };
         let origin = Origin::command(
             "reserve",
             id.as_str(),
@@ -43,28 +53,37 @@ impl Transaction<'_> {
             request.channel.clone(),
         );
         let mut deltas: BTreeMap<(Sku, LocationId), StateDeltas> = BTreeMap::new();
-        for line in &lines {
+        for line in lines.iter().filter(|line| line.held > 0) {
             let key = (line.sku.clone(), line.location.clone());
             let delta = deltas.entry(key).or_default();
-            delta.add(QuantityState::Available, -line.quantity);
-            delta.add(QuantityState::Reserved, line.quantity);
+            delta.add(QuantityState::Available, -line.held);
+            delta.add(QuantityState::Reserved, line.held);
         }
         for ((sku, location), delta) in deltas {
             self.change_stock_by(&origin, &sku, &location, delta);
         }
         for line in &lines {
             let channel = request.channel.as_ref();
-            self.record_demand(DemandKind::Reserved, &line.sku, channel, line.quantity);
+            self.record_demand(DemandKind::Reserved, &line.sku, channel, line.held);
         }
+        if let (Some(record), Some(coverage)) = (&picked_ahead, &coverage) {
+            self.picked_ahead_incidents(&origin, id, record, coverage);
+        }
+        // Picked ahead in full: nothing to hold, the order is done.
+        let fulfilled = lines.iter().all(|line| line.held == 0);
         let reservation = Reservation {
             reservation_id: id.clone(),
             channel: request.channel.clone(),
-            state: ReservationState::Provisional,
+            state: if fulfilled {
+                ReservationState::Fulfilled
+            } else {
+                ReservationState::Provisional
+            },
             lines,
             created_at: self.now,
             expires_at: self.now.plus_seconds(i64::from(request.ttl_seconds)),
-            resolved_at: None,
-            resolution_reason: None,
+            resolved_at: fulfilled.then_some(self.now),
+            resolution_reason: fulfilled.then(|| "picked before it was reserved".to_owned()),
             request_fingerprint: fingerprint.0,
         };
         let reply = answer(&reservation, true);
@@ -512,15 +531,100 @@ fn partial_confirmation(
     Ok(confirmed)
 }
 
+/// The lines of a reservation some of whose units were picked before it arrived: the rest of
+/// each request line is planned as usual; the picked units join the planned line at their
+/// location, or form a line of their own that holds nothing.
+fn plan_rest(
+    tenant: &TenantLedger,
+    request: &Reserve,
+    coverage: &Coverage,
+) -> Result<Vec<ReservationLine>, Rejection> {
+    let mut rest = Reserve {
+        reservation_id: request.reservation_id.clone(),
+        channel: request.channel.clone(),
+        lines: Vec::new(),
+        ttl_seconds: request.ttl_seconds,
+    };
+    for (index, line) in request.lines.iter().enumerate() {
+        let quantity = coverage.rest(index, line);
+        if quantity > 0 {
+            rest.lines.push(ReservationLineRequest {
+                quantity,
+                ..line.clone()
+            });
+        }
+    }
+    let mut planned = if rest.lines.is_empty() {
+        Vec::new()
+    } else {
+        plan_parts(tenant, &rest)?
+    }
+    .into_iter()
+    .zip(&rest.lines);
+    let mut lines = Vec::new();
+    for (index, line) in request.lines.iter().enumerate() {
+        let mut parts: Vec<ReservationLine> = if coverage.rest(index, line) > 0 {
+            let (parts, rest_line) = planned.next().expect("one plan per line with a rest");
+            held_lines(rest_line, parts).collect()
+        } else {
+            Vec::new()
+        };
+        for (location, picked) in &coverage.lines[index] {
+            match parts.iter_mut().find(|part| part.location == *location) {
+                Some(part) => {
+                    part.quantity += picked;
+                    part.picked += picked;
+                }
+                None => parts.push(ReservationLine {
+                    sku: line.sku.clone(),
+                    location: location.clone(),
+                    quantity: *picked,
+                    confirmed: 0,
+                    picked: *picked,
+                    held: 0,
+                }),
+            }
+        }
+        lines.append(&mut parts);
+    }
+    Ok(lines)
+}
+
 /// Where the lines of a reserve request are taken from, all or nothing.
+fn plan(tenant: &TenantLedger, request: &Reserve) -> Result<Vec<ReservationLine>, Rejection> {
+    Ok(plan_parts(tenant, request)?
+        .into_iter()
+        .zip(&request.lines)
+        .flat_map(|(parts, line)| held_lines(line, parts))
+        .collect())
+}
+
+/// The reservation lines that hold the parts of one request line.
+fn held_lines<'a>(
+    line: &'a ReservationLineRequest,
+    parts: Vec<(&'a LocationId, i64)>,
+) -> impl Iterator<Item = ReservationLine> + 'a {
+    parts
+        .into_iter()
+        .map(|(location, quantity)| ReservationLine {
+            sku: line.sku.clone(),
+            location: location.clone(),
+            quantity,
+            confirmed: 0,
+            picked: 0,
+            held: quantity,
+        })
+}
+
+/// Per request line, where its units are taken from (location, quantity), all lines or none.
 ///
 /// Lines that name a location are accounted first (together per SKU x location); then each line
 /// without one takes the first location, in priority order, that can fill it whole, or else is
 /// split across locations in that order.
-fn plan<'t>(
+fn plan_parts<'t>(
     tenant: &'t TenantLedger,
     request: &'t Reserve,
-) -> Result<Vec<ReservationLine>, Rejection> {
+) -> Result<Vec<Vec<(&'t LocationId, i64)>>, Rejection> {
     for line in &request.lines {
         if !tenant.stock.contains_key(&line.sku) {
             return Err(Rejection::UnknownSku {
@@ -564,23 +668,7 @@ fn plan<'t>(
             shortfalls: planner.shortfalls,
         });
     }
-    Ok(request
-        .lines
-        .iter()
-        .zip(granted)
-        .flat_map(|(line, parts)| {
-            parts
-                .into_iter()
-                .map(|(location, quantity)| ReservationLine {
-                    sku: line.sku.clone(),
-                    location: location.clone(),
-                    quantity,
-                    confirmed: 0,
-                    picked: 0,
-                    held: quantity,
-                })
-        })
-        .collect())
+    Ok(granted)
 }
 
 struct Planner<'t> {

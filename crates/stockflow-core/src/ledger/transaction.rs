@@ -8,7 +8,9 @@
 //! and most event requests are checked whole before their first change.
 
 use super::fingerprint::{BodyFingerprints, Fingerprint};
-use super::{HeldEvent, LedgerConfig, SourceState, TIME_ACTOR, TenantLedger};
+use super::{
+    HeldEvent, LedgerConfig, PickedAhead, SeqRange, SourceState, TIME_ACTOR, TenantLedger,
+};
 use crate::envelope::Position;
 use crate::event::Event;
 use crate::ids::{ChannelId, LocationId, ReservationId, Sku, SourceId, TenantId};
@@ -47,6 +49,14 @@ pub(super) enum Undo {
     },
     HeldIndexInserted(Timestamp, SourceId),
     HeldIndexRemoved(Timestamp, SourceId),
+    GivenUp {
+        source: SourceId,
+        before: Vec<SeqRange>,
+    },
+    PickedAhead {
+        id: ReservationId,
+        before: Option<Box<PickedAhead>>,
+    },
     EventSeen(Fingerprint),
     LocationSeen(LocationId),
     LocationPriority(Vec<LocationId>),
@@ -387,6 +397,16 @@ impl<'a> Transaction<'a> {
             Undo::HeldIndexRemoved(at, source) => {
                 tenant.held_deadlines.insert((at, source));
             }
+            Undo::GivenUp { source, before } => {
+                let state = tenant
+                    .sources
+                    .get_mut(&source)
+                    .expect("undo of a known source");
+                state.given_up = before;
+            }
+            Undo::PickedAhead { id, before } => {
+                put_picked_ahead(tenant, &id, before.map(|before| *before));
+            }
             Undo::EventSeen(key) => {
                 tenant.events_seen.remove(&key);
             }
@@ -532,9 +552,14 @@ impl<'a> Transaction<'a> {
         self.tenant.reservations.get_mut(id)
     }
 
+    /// Inserts a new reservation (or tombstone); a record of units picked for it before it
+    /// arrived is consumed (the caller has read it).
     pub fn insert_reservation(&mut self, reservation: Reservation) {
         let id = reservation.reservation_id.clone();
         debug_assert!(!self.tenant.reservations.contains_key(&id));
+        if self.tenant.picked_ahead.contains_key(&id) {
+            self.set_picked_ahead(&id, None);
+        }
         if reservation.state == ReservationState::Provisional {
             self.expiry_insert(reservation.expires_at, &id);
         }
@@ -554,6 +579,16 @@ impl<'a> Transaction<'a> {
         if self.tenant.expiries.remove(&key) {
             self.record(|| Undo::ExpiryRemoved(key.0, key.1));
         }
+    }
+
+    /// Replaces (or removes, with None) the record of units picked ahead for `id`, keeping
+    /// the index by first pick time.
+    pub fn set_picked_ahead(&mut self, id: &ReservationId, record: Option<PickedAhead>) {
+        let before = put_picked_ahead(self.tenant, id, record);
+        self.record(|| Undo::PickedAhead {
+            id: id.clone(),
+            before: before.map(Box::new),
+        });
     }
 
     // ---------------------------------------------------------------------------------------
@@ -597,6 +632,20 @@ impl<'a> Transaction<'a> {
 
     pub fn set_last_seq(&mut self, source: &SourceId, seq: u64) {
         self.source_mut(source).last_seq = seq;
+    }
+
+    /// Replaces the given-up ranges of `source`.
+    pub fn set_given_up(&mut self, source: &SourceId, ranges: Vec<SeqRange>) {
+        let state = self
+            .tenant
+            .sources
+            .get_mut(source)
+            .expect("the source was created before it was changed");
+        let before = std::mem::replace(&mut state.given_up, ranges);
+        self.record(|| Undo::GivenUp {
+            source: source.clone(),
+            before,
+        });
     }
 
     pub fn hold(&mut self, source: &SourceId, held: HeldEvent) {
@@ -721,4 +770,28 @@ impl<'a> Transaction<'a> {
             });
         }
     }
+}
+
+/// Puts `record` in place of the one for `id` (none: removes it), index included; returns the
+/// record it replaced.
+fn put_picked_ahead(
+    tenant: &mut TenantLedger,
+    id: &ReservationId,
+    record: Option<PickedAhead>,
+) -> Option<PickedAhead> {
+    let before = match record {
+        Some(record) => tenant.picked_ahead.insert(id.clone(), record),
+        None => tenant.picked_ahead.remove(id),
+    };
+    if let Some(before) = &before {
+        tenant
+            .picked_ahead_by_time
+            .remove(&(before.first_picked_at, id.clone()));
+    }
+    if let Some(after) = tenant.picked_ahead.get(id) {
+        tenant
+            .picked_ahead_by_time
+            .insert((after.first_picked_at, id.clone()));
+    }
+    before
 }

@@ -179,30 +179,34 @@ incidents: sequence_gap 1",
     let gap = &outcome.incidents[0];
     assert_eq!(gap.source, Some(SourceId::parse("wms").unwrap()));
     assert!(gap.detail.contains("seq 2..=2"), "{}", gap.detail);
-    // The late event is behind the source now.
+    // The event of the given-up gap is behind the source now, but it is a fact that happened:
+    // applied late.
     check(
         &mut harness,
         vec![wms(2, 1)],
-        "duplicate\nA@east on_hand=3 available=3 v3",
+        "
+applied
+A@east on_hand=4 available=4 v4
+incidents: late_event A@east 0",
     );
     // seq 6 still waits for 5.
     check(
         &mut harness,
         vec![wms(5, 1)],
-        "applied\nA@east on_hand=5 available=5 v5",
+        "applied\nA@east on_hand=6 available=6 v6",
     );
     // An event that overflows the buffer is applied with the others once the gap is given up.
     check(
         &mut harness,
         vec![wms(9, 1), wms(10, 1)],
-        "held,held\nA@east on_hand=5 available=5 v5",
+        "held,held\nA@east on_hand=6 available=6 v6",
     );
     check(
         &mut harness,
         vec![wms(8, 1)],
         "
 applied
-A@east on_hand=8 available=8 v8
+A@east on_hand=9 available=9 v9
 incidents: sequence_gap 1",
     );
 }
@@ -264,13 +268,15 @@ fn a_refused_request_leaves_the_state_byte_for_byte() {
     let before = harness.snapshot();
     let cases: Vec<(Vec<Event>, &str)> = vec![
         // Fills a gap (draining held events), overflows the buffer (giving up a gap), picks
-        // from a reservation, leaves a tombstone, then fails a version check.
+        // from a reservation, leaves a tombstone, picks ahead of a reservation not seen yet,
+        // then fails a version check.
         (
             vec![
                 event("wms", 2, picked("A", "east", 4, Some("r1"))),
                 event("wms", 9, received("C", "north", 1)),
                 event("oms", 1, cancelled("r2", None, None)),
-                event("oms", 2, adjusted("A", "east", 1, Some(99))),
+                event("oms", 2, picked("A", "east", 1, Some("r3"))),
+                event("oms", 3, adjusted("A", "east", 1, Some(99))),
             ],
             "rejected version_conflict",
         ),
@@ -450,5 +456,322 @@ fn tenants_are_independent() {
     assert_eq!(
         harness.ledger.next_deadline(),
         Some(START.plus_seconds(120))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Late events of a given-up gap
+
+/// An event of `wms` with another id than `wms(seq, ..)`: a second event claiming that seq.
+fn again(seq: u64, quantity: i64) -> Event {
+    let mut event = wms(seq, quantity);
+    event.event_id = stockflow_core::ids::EventId::parse(format!("wms-{seq}-again")).unwrap();
+    event
+}
+
+/// The given-up ranges of `wms`: `2..=2 4..=4`, or `-`.
+fn given_up(harness: &Harness) -> String {
+    let ranges: Vec<String> = harness
+        .ledger
+        .tenant(&harness.tenant)
+        .and_then(|t| t.sources.get(&SourceId::parse("wms").unwrap()))
+        .map(|s| {
+            s.given_up
+                .iter()
+                .map(|r| format!("{}..={}", r.first, r.last))
+                .collect()
+        })
+        .unwrap_or_default();
+    if ranges.is_empty() {
+        "-".to_owned()
+    } else {
+        ranges.join(" ")
+    }
+}
+
+/// Runs requests in order on one harness; after each, checks the reply, the stock, the
+/// incidents and the given-up ranges of `wms`, and that a request changes the state exactly
+/// when it asks to be journaled. Ends with a replay of the journal. Returns the incidents.
+fn late_table(config: LedgerConfig, steps: Vec<(Vec<Event>, &str)>) -> Vec<Outcome> {
+    let mut harness = Harness::new(config.clone());
+    let mut outcomes = Vec::new();
+    for (index, (events, expected)) in steps.into_iter().enumerate() {
+        let before = harness.snapshot();
+        let outcome = harness.events(events);
+        let mut text = format!(
+            "{}\n{}given up: {}\n",
+            render_reply(&outcome.reply),
+            harness.render_stock(),
+            given_up(&harness)
+        );
+        if !outcome.incidents.is_empty() {
+            text.push_str(&format!("incidents: {}\n", render_incidents(&outcome)));
+        }
+        assert_eq!(
+            text.trim_end(),
+            expected.trim(),
+            "\n--- step {index}, got:\n{text}"
+        );
+        assert_eq!(
+            outcome.persist,
+            harness.snapshot() != before,
+            "step {index}"
+        );
+        outcomes.push(outcome);
+    }
+    let mut replayed = Harness::new(config);
+    for envelope in harness.journal.clone() {
+        replayed.now = envelope.recorded_at;
+        replayed.apply(envelope.input);
+    }
+    assert_eq!(replayed.snapshot(), harness.snapshot(), "replay differs");
+    outcomes
+}
+
+#[test]
+fn a_late_event_of_a_given_up_gap_is_applied_once() {
+    let config = LedgerConfig {
+        held_events_per_source_max: 2,
+        ..LedgerConfig::default()
+    };
+    let outcomes = late_table(
+        config,
+        vec![
+            (
+                vec![wms(1, 1)],
+                "applied\nA@east on_hand=1 available=1 v1\ngiven up: -",
+            ),
+            // seq 2..=4 never arrive; the buffer overflows at seq 7, which releases the
+            // three.
+            (
+                vec![wms(5, 1), wms(6, 1), wms(7, 1)],
+                "
+applied,applied,applied
+A@east on_hand=4 available=4 v4
+given up: 2..=4
+incidents: sequence_gap 3",
+            ),
+            // seq 3 after all: applied late, the range split around it.
+            (
+                vec![wms(3, 10)],
+                "
+applied
+A@east on_hand=14 available=14 v5
+given up: 2..=2 4..=4
+incidents: late_event A@east 0",
+            ),
+            // Its repeat, and another event claiming seq 3: duplicates, nothing changes.
+            (
+                vec![wms(3, 10), again(3, 20)],
+                "
+duplicate,duplicate
+A@east on_hand=14 available=14 v5
+given up: 2..=2 4..=4",
+            ),
+            // The rest of the gap in one request, with a claim on a seq filled in it.
+            (
+                vec![wms(4, 100), wms(2, 1000), again(2, 1)],
+                "
+applied,applied,duplicate
+A@east on_hand=1114 available=1114 v7
+given up: -
+incidents: late_event A@east 0; late_event A@east 0",
+            ),
+            (
+                vec![again(4, 1), wms(8, 1)],
+                "
+duplicate,applied
+A@east on_hand=1115 available=1115 v8
+given up: -",
+            ),
+        ],
+    );
+    let gap = &outcomes[1].incidents[0];
+    assert!(
+        gap.detail
+            .contains("an event of it that arrives late is applied"),
+        "{}",
+        gap.detail
+    );
+    let late = &outcomes[2].incidents[0];
+    assert_eq!(late.source, Some(SourceId::parse("wms").unwrap()));
+    assert_eq!(
+        late.detail,
+        "seq 3 of wms arrived after its gap (seq 2..=4) was given up on: applied late"
+    );
+    assert_eq!(
+        late.cause,
+        Cause::Event {
+            event_id: stockflow_core::ids::EventId::parse("wms-3").unwrap(),
+            source: SourceId::parse("wms").unwrap(),
+            event_type: "received".to_owned(),
+        }
+    );
+}
+
+#[test]
+fn late_events_beyond_the_remembered_gaps_are_dropped() {
+    // One range remembered per source: the lowest is forgotten when a gap is given up or a
+    // range splits past the limit.
+    let config = LedgerConfig {
+        held_events_per_source_max: 1,
+        given_up_ranges_per_source_max: 1,
+        ..LedgerConfig::default()
+    };
+    let outcomes = late_table(
+        config,
+        vec![
+            (
+                vec![wms(1, 1), wms(3, 1), wms(4, 1)],
+                "
+applied,applied,applied
+A@east on_hand=3 available=3 v3
+given up: 2..=2
+incidents: sequence_gap 1",
+            ),
+            (
+                vec![wms(6, 1), wms(7, 1)],
+                "
+applied,applied
+A@east on_hand=5 available=5 v5
+given up: 5..=5
+incidents: sequence_gap 1",
+            ),
+            // Forgotten: dropped as any seq behind the source.
+            (
+                vec![wms(2, 10)],
+                "duplicate\nA@east on_hand=5 available=5 v5\ngiven up: 5..=5",
+            ),
+            (
+                vec![wms(13, 1), wms(14, 1)],
+                "
+applied,applied
+A@east on_hand=7 available=7 v7
+given up: 8..=12
+incidents: sequence_gap 5",
+            ),
+            // Splitting 8..=12 around 10 would make two ranges: 8..=9 is forgotten.
+            (
+                vec![wms(10, 10)],
+                "
+applied
+A@east on_hand=17 available=17 v8
+given up: 11..=12
+incidents: late_event A@east 0",
+            ),
+            (
+                vec![wms(9, 100), wms(12, 100)],
+                "
+duplicate,applied
+A@east on_hand=117 available=117 v9
+given up: 11..=11
+incidents: late_event A@east 0",
+            ),
+        ],
+    );
+    assert!(
+        outcomes[1].incidents[0]
+            .detail
+            .ends_with("seq 2..=2 no longer awaited (the limit of 1 given-up gaps per source)"),
+        "{}",
+        outcomes[1].incidents[0].detail
+    );
+    assert!(
+        outcomes[4].incidents[0]
+            .detail
+            .contains("applied late; seq 8..=9 no longer awaited"),
+        "{}",
+        outcomes[4].incidents[0].detail
+    );
+
+    // None remembered: a late event is dropped, and the gap's incident says so.
+    let config = LedgerConfig {
+        held_events_per_source_max: 1,
+        given_up_ranges_per_source_max: 0,
+        ..LedgerConfig::default()
+    };
+    let outcomes = late_table(
+        config,
+        vec![
+            (
+                vec![wms(1, 1), wms(3, 1), wms(4, 1)],
+                "
+applied,applied,applied
+A@east on_hand=3 available=3 v3
+given up: -
+incidents: sequence_gap 1",
+            ),
+            (
+                vec![wms(2, 10)],
+                "duplicate\nA@east on_hand=3 available=3 v3\ngiven up: -",
+            ),
+        ],
+    );
+    assert!(
+        outcomes[0].incidents[0]
+            .detail
+            .ends_with("dropped (no given-up gaps are remembered)"),
+        "{}",
+        outcomes[0].incidents[0].detail
+    );
+}
+
+#[test]
+fn a_late_event_after_a_timed_out_gap_and_refusals() {
+    let mut harness = Harness::default();
+    harness.events(vec![wms(1, 10), wms(3, 1)]);
+    harness.advance_seconds(30);
+    assert_eq!(render_incidents(&harness.tick()), "sequence_gap 1");
+    assert_eq!(given_up(&harness), "2..=2");
+    let before = harness.snapshot();
+    // A request refused after the late event changed things leaves it all as it was, the
+    // range included.
+    let refused = harness.events(vec![
+        event("wms", 2, picked("A", "east", 4, None)),
+        event("wms", 4, adjusted("A", "east", 1, Some(99))),
+    ]);
+    assert_eq!(render_reply(&refused.reply), "rejected version_conflict");
+    assert_eq!(harness.snapshot(), before);
+    // A late event is checked against the version it finds, like any other.
+    let refused = harness.events(vec![event("wms", 2, adjusted("A", "east", -4, Some(1)))]);
+    assert_eq!(render_reply(&refused.reply), "rejected version_conflict");
+    assert_eq!(harness.snapshot(), before);
+    check(
+        &mut harness,
+        vec![event("wms", 2, adjusted("A", "east", -4, Some(2)))],
+        "
+applied
+A@east on_hand=7 available=7 v3
+incidents: late_event A@east 0",
+    );
+    assert_eq!(given_up(&harness), "-");
+    // Replays to the same state.
+    let mut replayed = Harness::default();
+    for envelope in harness.journal.clone() {
+        replayed.now = envelope.recorded_at;
+        replayed.apply(envelope.input);
+    }
+    assert_eq!(replayed.snapshot(), harness.snapshot());
+}
+
+/// A snapshot written before given-up gaps were remembered (no `given_up` field) loads, with
+/// none remembered.
+#[test]
+fn a_snapshot_without_given_up_gaps_loads() {
+    let mut harness = Harness::new(LedgerConfig {
+        held_events_per_source_max: 1,
+        ..LedgerConfig::default()
+    });
+    harness.events(vec![wms(1, 1), wms(3, 1), wms(4, 1)]);
+    assert_eq!(given_up(&harness), "2..=2");
+    let mut value: serde_json::Value = serde_json::from_slice(&harness.snapshot()).unwrap();
+    let source = &mut value["tenants"]["default"]["sources"]["wms"];
+    assert!(source.as_object_mut().unwrap().remove("given_up").is_some());
+    harness.ledger = serde_json::from_value(value).unwrap();
+    assert_eq!(given_up(&harness), "-");
+    check(
+        &mut harness,
+        vec![wms(2, 1)],
+        "duplicate\nA@east on_hand=3 available=3 v3",
     );
 }

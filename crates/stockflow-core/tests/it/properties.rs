@@ -6,15 +6,19 @@
 //!   no units into or out of those states by hand, the one physical fact that would interfere);
 //! - a refused request leaves the state byte for byte;
 //! - replaying the journal, from empty or from a snapshot, gives a byte-identical state;
-//! - duplicates and reordering within the held limit give the same state as the clean stream.
+//! - duplicates and reordering within the held limit give the same state as the clean stream;
+//! - gaps given up on and filled late: every event of them applies once, a second claim on its
+//!   `seq` is a duplicate, and the end state is that of the clean stream;
+//! - units picked for a reservation not seen yet (the generators name reservations before
+//!   reserving them) are remembered within their limits and never reserved a second time.
 
 use crate::support::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-use stockflow_core::command::LedgerCommand;
+use stockflow_core::command::{LedgerCommand, RESERVATION_LINES_MAX};
 use stockflow_core::event::{Condition, Event, EventKind};
-use stockflow_core::ledger::{Ledger, LedgerConfig};
-use stockflow_core::outcome::{AuditChange, EventStatus, IncidentKind, Outcome, Reply};
+use stockflow_core::ledger::{Ledger, LedgerConfig, TenantLedger};
+use stockflow_core::outcome::{AuditChange, Cause, EventStatus, IncidentKind, Outcome, Reply};
 use stockflow_core::quantity::QuantityState::{
     self, Available, Damaged, Incoming, QualityControl, SafetyStock,
 };
@@ -44,6 +48,20 @@ enum Op {
     /// Time passes; a tick follows.
     Advance {
         seconds: i64,
+    },
+    /// Events of one source after `skip` seqs that are not sent (yet): held until their gap
+    /// fills or is given up on (time passing).
+    Gap {
+        source: usize,
+        skip: u64,
+        kinds: Vec<EventKind>,
+    },
+    /// One of the skipped seqs arrives, alone in its request; then, with `again`, another event
+    /// claiming the same seq.
+    Late {
+        pick: prop::sample::Index,
+        kind: EventKind,
+        again: bool,
     },
 }
 
@@ -159,7 +177,51 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (physical_kind(), any::<prop::sample::Index>()).prop_map(|(fresh, reused)| Op::Conflict { fresh, reused: reused.index(1000) }),
         5 => command().prop_map(Op::Command),
         1 => (1..90i64).prop_map(|seconds| Op::Advance { seconds }),
+        1 => (0..SOURCES.len(), 1..4u64, prop::collection::vec(physical_kind(), 1..3)).prop_map(|(source, skip, kinds)| Op::Gap { source, skip, kinds }),
+        1 => (any::<prop::sample::Index>(), physical_kind(), any::<bool>()).prop_map(|(pick, kind, again)| Op::Late { pick, kind, again }),
     ]
+}
+
+/// The same physical fact in a form whose effect on the quantities does not depend on when it
+/// applies (no count, no version check, no arrival that settles `incoming`): the form of every
+/// event that may wait in the held buffer, so that the model may apply held events released
+/// together in any order.
+fn commuting(kind: EventKind) -> EventKind {
+    match kind {
+        EventKind::Received {
+            sku,
+            location,
+            quantity,
+            to,
+        } => EventKind::Returned {
+            sku,
+            location,
+            quantity,
+            condition: if to == QualityControl {
+                Condition::QualityControl
+            } else {
+                Condition::Sellable
+            },
+        },
+        EventKind::Counted { sku, location, .. } => EventKind::Adjusted {
+            sku,
+            location,
+            delta: 1,
+            expected_version: None,
+        },
+        EventKind::Adjusted {
+            sku,
+            location,
+            delta,
+            ..
+        } => EventKind::Adjusted {
+            sku,
+            location,
+            delta,
+            expected_version: None,
+        },
+        other => other,
+    }
 }
 
 /// on_hand and incoming per SKU x location, from the physical facts alone.
@@ -250,7 +312,13 @@ struct Run {
     harness: Harness,
     next_seq: [u64; 2],
     model: Model,
+    /// Events answered `applied` or `held`: their ids are known.
     applied: Vec<Event>,
+    /// Events answered but perhaps not applied yet (held), by source; the model applies them
+    /// once their source's last seq reaches them.
+    pending: Vec<(usize, Event)>,
+    /// Seqs skipped by `Op::Gap` and not sent since.
+    skipped: Vec<(usize, u64)>,
 }
 
 impl Run {
@@ -260,7 +328,55 @@ impl Run {
             next_seq: [1, 1],
             model: Model::default(),
             applied: Vec::new(),
+            pending: Vec::new(),
+            skipped: Vec::new(),
         }
+    }
+
+    fn last_seq(&self, source: usize) -> u64 {
+        let source = stockflow_core::ids::SourceId::parse(SOURCES[source]).unwrap();
+        self.harness
+            .ledger
+            .source_last_seq(&self.harness.tenant, &source)
+    }
+
+    /// Whether an event of `source` sent now may be held: a skipped seq lies ahead of it.
+    fn may_hold(&self, source: usize) -> bool {
+        let last = self.last_seq(source);
+        self.skipped
+            .iter()
+            .any(|&(s, seq)| s == source && seq > last)
+    }
+
+    /// Hands the model the pending events their source has reached. One envelope applies the
+    /// events of one source in seq order, except a tick, which may release held events of both
+    /// sources: those are all `commuting`.
+    fn settle(&mut self) {
+        let last = [self.last_seq(0), self.last_seq(1)];
+        let (mut reached, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(source, event)| event.seq <= last[*source]);
+        self.pending = waiting;
+        reached.sort_by_key(|(source, event)| (*source, event.seq));
+        for (_, event) in reached {
+            self.model.apply(&event.kind);
+        }
+    }
+
+    /// Events of `source` from `first`, as `commuting` facts when they may be held.
+    fn numbered(&self, source: usize, first: u64, kinds: &[EventKind], held: bool) -> Vec<Event> {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let kind = if held {
+                    commuting(kind.clone())
+                } else {
+                    kind.clone()
+                };
+                event(SOURCES[source], first + i as u64, kind)
+            })
+            .collect()
     }
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
@@ -268,22 +384,76 @@ impl Run {
         if !self.harness.ledger.tenants_due(self.harness.now).is_empty() {
             let outcome = self.harness.tick();
             self.check_reservation_path(&outcome)?;
+            self.settle();
         }
         let before = self.harness.snapshot();
         let (outcome, events) = match op {
             Op::Events { source, kinds } => {
-                let events: Vec<Event> = kinds
-                    .iter()
-                    .enumerate()
-                    .map(|(i, kind)| {
-                        event(
-                            SOURCES[*source],
-                            self.next_seq[*source] + i as u64,
-                            kind.clone(),
-                        )
-                    })
-                    .collect();
-                (self.harness.events(events.clone()), events)
+                let may_hold = self.may_hold(*source);
+                let events = self.numbered(*source, self.next_seq[*source], kinds, may_hold);
+                let outcome = self.harness.events(events.clone());
+                if let Reply::Events(results) = &outcome.reply
+                    && !may_hold
+                {
+                    prop_assert!(results.iter().all(|r| r.status == EventStatus::Applied));
+                }
+                (outcome, events)
+            }
+            Op::Gap {
+                source,
+                skip,
+                kinds,
+            } => {
+                let first = self.next_seq[*source] + skip;
+                let events = self.numbered(*source, first, kinds, true);
+                let outcome = self.harness.events(events.clone());
+                if let Reply::Events(results) = &outcome.reply {
+                    prop_assert!(results.iter().all(|r| r.status == EventStatus::Held));
+                }
+                self.skipped
+                    .extend((self.next_seq[*source]..first).map(|seq| (*source, seq)));
+                (outcome, events)
+            }
+            Op::Late { pick, kind, again } => {
+                if self.skipped.is_empty() {
+                    return Ok(());
+                }
+                let (source, seq) = self.skipped[pick.index(self.skipped.len())];
+                let behind = seq <= self.last_seq(source);
+                let late = self.numbered(source, seq, std::slice::from_ref(kind), !behind);
+                let outcome = self.harness.events(late.clone());
+                if let Reply::Events(results) = &outcome.reply {
+                    self.skipped.retain(|&skipped| skipped != (source, seq));
+                    if behind {
+                        // Its gap was given up on: applied late, and said so.
+                        prop_assert_eq!(results[0].status, EventStatus::Applied);
+                        prop_assert!(
+                            outcome
+                                .incidents
+                                .iter()
+                                .any(|i| i.kind == IncidentKind::LateEvent)
+                        );
+                    }
+                }
+                if *again && !matches!(outcome.reply, Reply::Rejected(_)) {
+                    let mut claim = late[0].clone();
+                    claim.event_id =
+                        stockflow_core::ids::EventId::parse(format!("{}-again", claim.event_id))
+                            .unwrap();
+                    claim.reason = Some("another claim".to_owned());
+                    let snapshot = self.harness.snapshot();
+                    let repeat = self.harness.events(vec![claim]);
+                    prop_assert!(!repeat.persist);
+                    prop_assert_eq!(
+                        render_reply(&repeat.reply),
+                        "duplicate",
+                        "a second claim on seq {} of {}",
+                        seq,
+                        SOURCES[source]
+                    );
+                    prop_assert!(self.harness.snapshot() == snapshot);
+                }
+                (outcome, late)
             }
             Op::Conflict { fresh, reused } => {
                 if self.applied.is_empty() {
@@ -304,7 +474,9 @@ impl Run {
             Op::Command(command) => (self.harness.command(command.clone()), Vec::new()),
             Op::Advance { seconds } => {
                 self.harness.advance_seconds(*seconds);
-                (self.harness.tick(), Vec::new())
+                let outcome = self.harness.tick();
+                self.settle();
+                (outcome, Vec::new())
             }
         };
         match &outcome.reply {
@@ -318,16 +490,21 @@ impl Run {
             }
             Reply::Events(results) => {
                 for (event, result) in events.iter().zip(results) {
-                    // Every event here is fresh and in order.
-                    prop_assert_eq!(result.status, EventStatus::Applied);
-                    self.model.apply(&event.kind);
+                    // Every event here is fresh: applied now, or held for an earlier seq.
+                    prop_assert!(
+                        matches!(result.status, EventStatus::Applied | EventStatus::Held),
+                        "{:?}",
+                        result
+                    );
                     self.applied.push(event.clone());
                     let source = SOURCES
                         .iter()
                         .position(|s| *s == event.source.as_str())
                         .unwrap();
-                    self.next_seq[source] = event.seq + 1;
+                    self.pending.push((source, event.clone()));
+                    self.next_seq[source] = self.next_seq[source].max(event.seq + 1);
                 }
+                self.settle();
             }
             _ => self.check_reservation_path(&outcome)?,
         }
@@ -339,9 +516,11 @@ impl Run {
         self.check_state()
     }
 
-    /// Commands and expiries never take available below zero, nor lower it while negative.
+    /// Commands and expiries never take available below zero, nor lower it while negative. (A
+    /// tick may also apply held events whose gap it gave up on: physical facts, which may.)
     fn check_reservation_path(&self, outcome: &Outcome) -> Result<(), TestCaseError> {
-        for entry in &outcome.audit {
+        let physical = |cause: &Cause| matches!(cause, Cause::Event { .. });
+        for entry in outcome.audit.iter().filter(|e| !physical(&e.cause)) {
             if let AuditChange::Quantities { before, after } = &entry.change {
                 prop_assert!(
                     after.available() >= 0 || after.available() >= before.available(),
@@ -356,7 +535,7 @@ impl Run {
             outcome
                 .incidents
                 .iter()
-                .all(|i| i.kind != IncidentKind::NegativeAvailable)
+                .all(|i| i.kind != IncidentKind::NegativeAvailable || physical(&i.cause))
         );
         Ok(())
     }
@@ -422,6 +601,46 @@ impl Run {
             "units held where no stock is: {:?}",
             held
         );
+        self.check_given_up(tenant)?;
+        check_picked_ahead(tenant, &self.harness.config)
+    }
+
+    /// The given-up ranges of each source are sorted, disjoint, behind the source, within their
+    /// limit, and hold exactly the skipped seqs the source has passed (the runs here stay below
+    /// the limit, so none is forgotten).
+    fn check_given_up(&self, tenant: &TenantLedger) -> Result<(), TestCaseError> {
+        for (index, name) in SOURCES.iter().enumerate() {
+            let Some(state) = tenant
+                .sources
+                .get(&stockflow_core::ids::SourceId::parse(*name).unwrap())
+            else {
+                continue;
+            };
+            prop_assert!(
+                state.given_up.len() <= self.harness.config.given_up_ranges_per_source_max
+            );
+            for pair in state.given_up.windows(2) {
+                prop_assert!(pair[0].last < pair[1].first, "{:?}", state.given_up);
+            }
+            let mut remembered: Vec<u64> = state
+                .given_up
+                .iter()
+                .flat_map(|r| {
+                    prop_assert!(r.first <= r.last && r.last <= state.last_seq);
+                    Ok(r.first..=r.last)
+                })
+                .flatten()
+                .collect();
+            remembered.sort_unstable();
+            let mut passed: Vec<u64> = self
+                .skipped
+                .iter()
+                .filter(|&&(s, seq)| s == index && seq <= state.last_seq)
+                .map(|&(_, seq)| seq)
+                .collect();
+            passed.sort_unstable();
+            prop_assert_eq!(remembered, passed, "given-up seqs of {}", name);
+        }
         Ok(())
     }
 
@@ -471,6 +690,31 @@ proptest! {
         }
         run.check_replay()?;
     }
+}
+
+/// Units picked ahead of their reservation: never for a known reservation, indexed by first
+/// pick, within their limits.
+fn check_picked_ahead(tenant: &TenantLedger, config: &LedgerConfig) -> Result<(), TestCaseError> {
+    prop_assert!(tenant.picked_ahead.len() <= config.picked_ahead_max);
+    let index: BTreeSet<_> = tenant
+        .picked_ahead
+        .iter()
+        .map(|(id, record)| (record.first_picked_at, id.clone()))
+        .collect();
+    prop_assert_eq!(&index, &tenant.picked_ahead_by_time);
+    for (id, record) in &tenant.picked_ahead {
+        prop_assert!(
+            !tenant.reservations.contains_key(id),
+            "picks ahead of {} kept beside its reservation",
+            id
+        );
+        prop_assert!(!record.lines.is_empty() && record.lines.len() <= RESERVATION_LINES_MAX);
+        for pair in record.lines.windows(2) {
+            prop_assert!((&pair[0].sku, &pair[0].location) < (&pair[1].sku, &pair[1].location));
+        }
+        prop_assert!(record.lines.iter().all(|line| line.quantity > 0));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,5 +832,107 @@ proptest! {
         }
         prop_assert_eq!(clean.render_stock(), messy.render_stock());
         prop_assert!(clean.snapshot() == messy.snapshot(), "the states differ");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gaps given up on, then filled late
+
+/// The journal of `harness` replayed from empty.
+fn replayed(harness: &Harness) -> Vec<u8> {
+    let mut ledger = Ledger::new();
+    for envelope in &harness.journal {
+        ledger.apply(&harness.config, envelope);
+    }
+    serde_json::to_vec(&ledger).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Some events of a clean stream are withheld: the others arrive in order and overflow the
+    /// held buffer, so the gaps before them are given up on; then the withheld ones arrive, in
+    /// any order, each followed (with `again`) by another event claiming its seq. Every withheld
+    /// event applies once (late when its gap was given up on), every second claim is a
+    /// duplicate, and the end state is the clean stream's. The facts are `commuting` ones and
+    /// name no cancellation, so that the order they apply in does not matter.
+    #[test]
+    fn late_events_of_given_up_gaps_give_the_clean_state(
+        kinds in prop::collection::vec(physical_kind(), 2..30),
+        withheld in prop::collection::vec(any::<prop::sample::Index>(), 1..6),
+        late_keys in prop::collection::vec(any::<u32>(), 6),
+        again in prop::collection::vec(any::<bool>(), 6),
+    ) {
+        let config = LedgerConfig { held_events_per_source_max: 2, ..LedgerConfig::default() };
+        let events: Vec<Event> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let kind = commuting(match kind {
+                    EventKind::Cancelled { .. } => received("C", "north", 1),
+                    other => other,
+                });
+                event("wms", i as u64 + 1, kind)
+            })
+            .collect();
+        let withheld: BTreeSet<usize> = withheld.iter().map(|i| i.index(events.len())).collect();
+        let mut clean = prepared(&config);
+        for request in events.chunks(3) {
+            clean.events(request.to_vec());
+        }
+        let mut messy = prepared(&config);
+        let on_time: Vec<Event> = events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !withheld.contains(i))
+            .map(|(_, e)| e.clone())
+            .collect();
+        for request in on_time.chunks(3) {
+            let outcome = messy.events(request.to_vec());
+            prop_assert!(!matches!(outcome.reply, Reply::Rejected(_)), "{:?}", outcome.reply);
+        }
+        let mut late: Vec<(u32, usize)> = withheld
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| (late_keys[n], i))
+            .collect();
+        late.sort_unstable();
+        let source = stockflow_core::ids::SourceId::parse("wms").unwrap();
+        let mut applied_late = 0;
+        for (n, (_, i)) in late.into_iter().enumerate() {
+            let behind = events[i].seq <= messy.ledger.source_last_seq(&messy.tenant, &source);
+            let outcome = messy.events(vec![events[i].clone()]);
+            let status = render_reply(&outcome.reply);
+            let late_incidents = outcome
+                .incidents
+                .iter()
+                .filter(|i| i.kind == IncidentKind::LateEvent)
+                .count();
+            if behind {
+                prop_assert_eq!(status, "applied");
+                prop_assert_eq!(late_incidents, 1);
+                applied_late += 1;
+            } else {
+                prop_assert!(status == "applied" || status == "held", "{}", status);
+                prop_assert_eq!(late_incidents, 0);
+            }
+            if again[n] {
+                let mut claim = events[(i + 1) % events.len()].clone();
+                claim.seq = events[i].seq;
+                claim.event_id = stockflow_core::ids::EventId::parse(
+                    format!("wms-{}-again", claim.seq),
+                ).unwrap();
+                let snapshot = messy.snapshot();
+                let outcome = messy.events(vec![claim]);
+                prop_assert_eq!(render_reply(&outcome.reply), "duplicate");
+                prop_assert!(!outcome.persist && messy.snapshot() == snapshot);
+            }
+        }
+        let tenant = messy.ledger.tenant(&messy.tenant).unwrap();
+        prop_assert!(tenant.sources[&source].given_up.is_empty());
+        prop_assert!(tenant.sources[&source].held.is_empty());
+        prop_assert_eq!(clean.render_stock(), messy.render_stock());
+        prop_assert!(clean.snapshot() == messy.snapshot(), "the states differ ({} applied late)", applied_late);
+        prop_assert!(replayed(&messy) == messy.snapshot(), "replay differs");
     }
 }

@@ -161,7 +161,7 @@ fn window(window: Option<&str>, errors: &mut Vec<FieldError>) -> Window {
 #[serde(deny_unknown_fields)]
 pub struct IncidentParams {
     /// negative_available, negative_quantity, sequence_gap, unknown_reservation, oversell,
-    /// version_conflict
+    /// version_conflict, late_event, picked_ahead
     pub kind: Option<String>,
     pub sku: Option<String>,
     pub since: Option<String>,
