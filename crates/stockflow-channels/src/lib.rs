@@ -51,13 +51,13 @@
 //!   order webhooks carry no line items).
 //! - [`setup`]: from configuration to adapters and a running engine.
 //! - [`fake`]: an in-memory adapter that keeps a channel's rules, for tests.
-//! - [`bench`]: a synthetic load driver for the bench command (`examples/sync_bench.rs` runs it
-//!   against the sandboxes).
+//!
+//! `stockflow bench sync` measures the sync end to end: the real server in process, the
+//! sandboxes at their documented limits, a sustained event rate.
 
 pub mod adapter;
 pub mod amazon;
 pub mod backoff;
-pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod fake;

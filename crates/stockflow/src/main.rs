@@ -86,6 +86,10 @@ enum BenchCommand {
     /// What the dashboard's live stream costs ingestion: events/s with the stream closed and
     /// open (paced at 5,000 events/s and unpaced), and the updates each browser receives.
     Dashboard(bench::DashboardArgs),
+    /// Propagation latency from event ingest to the Shopify, Amazon and TikTok Shop sandboxes'
+    /// acknowledgements at a sustained event rate, through the real server in process: per
+    /// channel, drops to zero, Amazon's backlog and its age, internal latency.
+    Sync(bench::SyncArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,6 +130,9 @@ fn main() -> anyhow::Result<()> {
             CommandLine::Bench {
                 which: BenchCommand::Dashboard(args),
             } => bench::dashboard(args).await,
+            CommandLine::Bench {
+                which: BenchCommand::Sync(args),
+            } => bench::sync(args).await,
             CommandLine::Demo(args) => stockflow::demo::run(args).await.map(|_| ()),
         }
     })

@@ -20,8 +20,10 @@ mod http;
 mod machine;
 mod postgres;
 mod report;
+mod sync;
 
 pub use dashboard::{DashboardArgs, dashboard};
+pub use sync::{SyncArgs, sync};
 
 use anyhow::Context;
 use report::{Row, Runs, Throughput};
