@@ -82,10 +82,31 @@ pub enum SyncEvent {
         location: Option<LocationId>,
         quantity: i64,
     },
+    /// Values a first full sync's bulk path established on the channel (Amazon's listings feed
+    /// once its processing report is in), a bounded slice at a time, sent before the
+    /// [`SyncEvent::FullSync`] that says the sync finished. Kept apart from `Acknowledged`: they
+    /// are not a change propagating (no latency), and a catalogue's worth of single events
+    /// would overrun subscribers.
+    FullSyncAcknowledged {
+        channel: ChannelId,
+        values: Vec<AcknowledgedValue>,
+    },
     FullSync {
         channel: ChannelId,
         progress: FullSyncProgress,
     },
+}
+
+/// One value a channel acknowledged (see [`SyncEvent::FullSyncAcknowledged`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AcknowledgedValue {
+    pub sku: Sku,
+    pub location: Option<LocationId>,
+    pub quantity: i64,
+    pub position: Position,
+    /// The channel only accepted it for later (never the case for Amazon's feed, whose report
+    /// says what was applied).
+    pub queued: bool,
 }
 
 /// What the engine knows of one key (see [`SyncEngine::key_view`]).
@@ -213,6 +234,8 @@ const SCAN_MAX: usize = 4_096;
 const VERIFY_BATCH_MAX: usize = 50;
 /// Events kept for slow subscribers.
 const EVENTS_CAPACITY: usize = 8_192;
+/// Values of a full sync per [`SyncEvent::FullSyncAcknowledged`].
+const FULL_SYNC_ACKS_PER_EVENT: usize = 1_000;
 /// Keys with errors listed in stats.
 const KEY_ERRORS_LISTED: usize = 20;
 /// How often queue gauges are refreshed.
@@ -1156,6 +1179,7 @@ async fn bulk_sync(
     match result {
         Ok(outcomes) => {
             let mut refused = Vec::new();
+            let mut acknowledged = Vec::new();
             {
                 let mut state = channel.state.lock().unwrap();
                 for (item, outcome) in items.iter().zip(outcomes) {
@@ -1167,12 +1191,28 @@ async fn bulk_sync(
                         bulk: true,
                     };
                     match outcome {
-                        EntryOutcome::Applied { .. } | EntryOutcome::Accepted { .. } => {
+                        EntryOutcome::Applied { quantity }
+                        | EntryOutcome::Accepted { quantity } => {
                             state.queue.acknowledge_bulk(&item.key, wanted, now);
+                            acknowledged.push(AcknowledgedValue {
+                                sku: item.key.sku.clone(),
+                                location: item.key.location.clone(),
+                                quantity,
+                                position: item.position,
+                                queued: matches!(outcome, EntryOutcome::Accepted { .. }),
+                            });
                         }
                         EntryOutcome::Failed(failure) => refused.push((item, failure)),
                     }
                 }
+            }
+            // The channel shows these values now: subscribers record them as acknowledged
+            // (the server's sync state, so that a restart primes them instead of syncing again).
+            for values in acknowledged.chunks(FULL_SYNC_ACKS_PER_EVENT) {
+                let _ = shared.events.send(SyncEvent::FullSyncAcknowledged {
+                    channel: channel.id().clone(),
+                    values: values.to_vec(),
+                });
             }
             // Refused values go the normal way, so that they stay pending with their error.
             for (item, failure) in refused {

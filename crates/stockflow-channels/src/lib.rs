@@ -73,6 +73,8 @@ pub mod webhook;
 
 pub use adapter::{ChannelAdapter, FullSyncProgress, SyncKey};
 pub use config::{ChannelConfig, SyncConfig};
-pub use engine::{ChannelSpec, KeyView, SyncEngine, SyncError, SyncEvent, WallClock};
+pub use engine::{
+    AcknowledgedValue, ChannelSpec, KeyView, SyncEngine, SyncError, SyncEvent, WallClock,
+};
 pub use setup::StartError;
 pub use stats::ChannelStats;

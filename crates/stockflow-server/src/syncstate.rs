@@ -1,7 +1,8 @@
 //! What each channel last acknowledged, kept across restarts, so that a restart neither loses a
 //! change that was committed but not yet pushed nor re-sends the whole catalogue.
 //!
-//! A task follows the channel sync's acknowledgements and upserts them, a batch at a time, into
+//! A task follows the channel sync's acknowledgements (single values, and the values a first
+//! full sync's bulk path established) and upserts them, a batch at a time, into
 //! `sync.db` in the data directory. At start, the channels are primed with those values, and the
 //! current ATS of every SKU x channel is offered where it differs from what the channel last
 //! acknowledged (or where nothing is known). If the task ever falls behind the sync's event
@@ -422,13 +423,11 @@ async fn follow(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(SyncEvent::Acknowledged { channel, sku, location, quantity, position, .. }) => {
-                    pending.insert((channel, sku, location), (quantity, position));
-                    if pending.len() < WRITE_BATCH_MAX {
+                Ok(event) => {
+                    if !note(&mut pending, event) || pending.len() < WRITE_BATCH_MAX {
                         continue;
                     }
                 }
-                Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "acknowledgements missed; every channel is offered again at the next start");
                     lagged = true;
@@ -442,9 +441,7 @@ async fn follow(
             _ = &mut stopped => {
                 // Everything the sync acknowledged before it stopped is already in the channel.
                 while let Ok(event) = events.try_recv() {
-                    if let SyncEvent::Acknowledged { channel, sku, location, quantity, position, .. } = event {
-                        pending.insert((channel, sku, location), (quantity, position));
-                    }
+                    note(&mut pending, event);
                 }
                 write(&connection, std::mem::take(&mut pending), lagged).await;
                 return;
@@ -453,6 +450,38 @@ async fn follow(
         if !pending.is_empty() || lagged {
             write(&connection, std::mem::take(&mut pending), lagged).await;
         }
+    }
+}
+
+/// Keeps what an event says a channel acknowledged: a single value, or the values a first full
+/// sync's bulk path established (so that the next start primes them instead of syncing the
+/// channel again). True when the event held any.
+fn note(pending: &mut HashMap<AckKey, (i64, u64)>, event: SyncEvent) -> bool {
+    match event {
+        SyncEvent::Acknowledged {
+            channel,
+            sku,
+            location,
+            quantity,
+            position,
+            ..
+        } => {
+            pending.insert((channel, sku, location), (quantity, position));
+            true
+        }
+        SyncEvent::FullSyncAcknowledged { channel, values } => {
+            for value in values {
+                let key = (channel.clone(), value.sku, value.location);
+                match pending.get(&key) {
+                    Some((_, newer)) if *newer > value.position => {}
+                    _ => {
+                        pending.insert(key, (value.quantity, value.position));
+                    }
+                }
+            }
+            true
+        }
+        _ => false,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Amazon adapter through real HTTP against the SP-API sandbox: the token bucket never
 //! exceeded, decreases first under backlog, ACCEPTED values that never land found by reading
 //! back and sent again, Amazon's own order decrement explained, 429 without Retry-After, and
-//! the first full sync through JSON_LISTINGS_FEED with progress.
+//! the first full sync through JSON_LISTINGS_FEED with progress and its values acknowledged.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +11,7 @@ use stockflow_channels::amazon::AmazonAdapter;
 use stockflow_channels::config::{
     AmazonConfig, FeedSettings, HttpSettings, RateSettings, Secret, SyncSettings,
 };
-use stockflow_channels::{ChannelSpec, ChannelStats, SyncEngine};
+use stockflow_channels::{ChannelSpec, ChannelStats, SyncEngine, SyncEvent};
 use stockflow_core::ids::TenantId;
 use stockflow_sim::amazon::{self, AmazonConfig as SandboxConfig, AmazonHandle};
 use stockflow_sim::{Catalogue, CatalogueSpec, Cause, RateLimit};
@@ -259,6 +259,7 @@ async fn a_first_full_sync_goes_through_feeds_with_progress() {
         1,
         25,
     ));
+    let mut events = rig.engine.subscribe();
     let mut progress = rig
         .engine
         .full_sync(&channel_id(CHANNEL), catalogue)
@@ -290,4 +291,29 @@ async fn a_first_full_sync_goes_through_feeds_with_progress() {
     assert_eq!(stats.errors.get("SKU_NOT_FOUND"), Some(&1), "{stats:?}");
     assert_eq!(stats.queue_depth, 1);
     assert_eq!(stats.key_errors[0].1.failure.code, "SKU_NOT_FOUND");
+    // What the feed's report says was applied is acknowledged, before the sync says it ended;
+    // the refused SKU is not.
+    let mut acknowledged = std::collections::BTreeMap::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+        match event
+            .expect("the full sync's end")
+            .expect("no event missed")
+        {
+            SyncEvent::FullSyncAcknowledged { channel, values } => {
+                assert_eq!(channel.as_str(), CHANNEL);
+                for value in values {
+                    assert!(!value.queued);
+                    acknowledged.insert(value.sku.as_str().to_owned(), value.quantity);
+                }
+            }
+            SyncEvent::FullSync { .. } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(acknowledged.len(), 24, "{acknowledged:?}");
+    assert!(!acknowledged.contains_key("NOT-LISTED"));
+    for i in 1..=24i64 {
+        assert_eq!(acknowledged.get(&format!("SKU-{i}")), Some(&(30 + i)));
+    }
 }

@@ -136,3 +136,93 @@ async fn a_new_channel_gets_the_catalogue_through_its_bulk_path() {
     assert_eq!(sandbox.quantity("SKU-150"), Some(5));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_completed_full_sync_is_primed_at_the_next_start_not_run_again() {
+    use stockflow_sim::{Catalogue, CatalogueSpec, amazon};
+    let data_dir: PathBuf = temp_dir("full-sync-restart");
+    let skus: Vec<String> = (1..=120).map(|i| format!("SKU-{i:03}")).collect();
+    let app = spawn_with("full-sync-restart", |c| c.data_dir = data_dir.clone()).await;
+    let events: Vec<_> = skus
+        .iter()
+        .enumerate()
+        .map(|(i, sku)| received(&format!("e{i}"), i as u64 + 1, sku, "east", 4))
+        .collect();
+    let (status, _) = app.post("/v1/events", json!({"events": events})).await;
+    assert_eq!(status, 200);
+    app.shutdown().await;
+
+    let names: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let catalogue = Catalogue::generate(&CatalogueSpec::new(&names, &["east"], 0));
+    let mut sandbox = amazon::AmazonConfig::new(catalogue.amazon, "token");
+    sandbox.apply_delay = Duration::from_millis(50);
+    sandbox.never_applied_share = 0.0;
+    sandbox.feeds.queue_delay = Duration::from_millis(50);
+    sandbox.feeds.processing_delay = Duration::from_millis(100);
+    let sandbox = amazon::start(sandbox).await.unwrap();
+    let base_url = sandbox.base_url();
+    let with_amazon = |c: &mut Config| {
+        c.data_dir = data_dir.clone();
+        c.channels.insert(
+            "amazon".to_owned(),
+            json!({"kind": "amazon", "serves": ["east"], "base_url": base_url,
+                   "seller_id": "A2SANDBOXSELLER", "marketplace_ids": ["ATVPDKIKX0DER"],
+                   "access_token": "token", "feeds": {"poll_interval_ms": 50}}),
+        );
+    };
+
+    // First start with the channel: its catalogue goes through the listings feed.
+    let app = spawn_with("full-sync-restart", with_amazon).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, sync) = app.get("/v1/sync").await;
+        let progress = &sync["full_syncs"]["amazon"];
+        if progress["finished"] == true {
+            assert_eq!(progress["done"], 120, "{progress}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the full sync did not finish: {sync}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.shutdown().await;
+    let recorder = sandbox.recorder();
+    let feeds = recorder.call_total("createFeed");
+    let patches = recorder.call_total("patchListingsItem");
+    assert!(feeds >= 1, "the first start used the bulk path");
+    for sku in &skus {
+        assert_eq!(sandbox.quantity(sku), Some(4), "{sku} after the full sync");
+    }
+
+    // Restart: what the feed set was recorded as acknowledged, so nothing is sent again.
+    let app = spawn_with("full-sync-restart", with_amazon).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (_, sync) = app.get("/v1/sync").await;
+    assert!(
+        sync["full_syncs"].get("amazon").is_none(),
+        "no full sync at the restart: {sync}"
+    );
+    assert_eq!(
+        recorder.call_total("createFeed"),
+        feeds,
+        "no feed sent again"
+    );
+    assert_eq!(
+        recorder.call_total("patchListingsItem"),
+        patches,
+        "no value sent again one by one"
+    );
+    // The channel is primed and in step: a new change reaches it as a single update.
+    app.post("/v1/events", received("e-new", 121, "SKU-007", "east", 3))
+        .await;
+    until("the new value on Amazon", || {
+        sandbox.quantity("SKU-007") == Some(7)
+    })
+    .await;
+    for sku in skus.iter().filter(|s| s.as_str() != "SKU-007") {
+        assert_eq!(sandbox.quantity(sku), Some(4), "{sku} after the restart");
+    }
+    app.shutdown().await;
+}
