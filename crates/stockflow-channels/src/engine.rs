@@ -824,7 +824,8 @@ fn complete(
 ) {
     let now = Instant::now();
     let wall = shared.clock.at(now);
-    let sent_at = report.sent_at.unwrap_or(dispatched_at);
+    // Internal latency is the issue's: from the change's ingest to its call being sent.
+    let sent_wall = shared.clock.at(report.sent_at.unwrap_or(dispatched_at));
     let mut events = Vec::new();
     let mut state = channel.state.lock().unwrap();
     for label in &report.calls {
@@ -865,7 +866,7 @@ fn complete(
             state.queue.release_companion(&entry.key, applied);
             continue;
         }
-        let internal = sent_at.saturating_duration_since(selection.offered_at[index]);
+        let internal = Duration::from_micros(sent_wall.micros_since(entry.caused_at).max(0) as u64);
         state.counters.internal.record(internal);
         stats::record_internal(channel.id(), internal);
         match outcome {

@@ -106,8 +106,6 @@ pub struct QueueLimits {
 #[derive(Clone, Debug)]
 pub struct Selection {
     pub entries: Vec<Entry>,
-    /// When each entry's value was offered, for the internal latency.
-    pub offered_at: Vec<Instant>,
 }
 
 /// The queue of one channel.
@@ -356,12 +354,11 @@ impl PendingQueue {
         if chosen.is_empty() {
             return None;
         }
-        Some(self.take_selection(chosen, now))
+        Some(self.take_selection(chosen))
     }
 
-    fn take_selection(&mut self, chosen: Vec<(SyncKey, bool)>, now: Instant) -> Selection {
+    fn take_selection(&mut self, chosen: Vec<(SyncKey, bool)>) -> Selection {
         let mut entries = Vec::with_capacity(chosen.len());
-        let mut offered_at = Vec::with_capacity(chosen.len());
         for (key, companion) in chosen {
             if !companion {
                 self.take_out(&key);
@@ -384,12 +381,8 @@ impl PendingQueue {
                 caused_at: wanted.map_or(Timestamp(0), |w| w.caused_at),
                 companion,
             });
-            offered_at.push(wanted.map_or(now, |w| w.offered_at));
         }
-        Selection {
-            entries,
-            offered_at,
-        }
+        Selection { entries }
     }
 
     /// Removes a key from the ready and delayed indexes.

@@ -65,7 +65,7 @@ pub fn describe_metrics() {
     describe_histogram!(
         INTERNAL_LATENCY,
         Unit::Seconds,
-        "From the change being offered to the sync engine to its call being sent."
+        "From the causing input's ingest to the call carrying the change being sent."
     );
 }
 
@@ -137,6 +137,7 @@ pub struct Counters {
     /// Propagation latency of acknowledged drops to zero.
     pub zero: LatencyHistogram,
     pub under_1s: u64,
+    /// From the causing input's ingest to the call carrying the change being sent.
     pub internal: LatencyHistogram,
 }
 
@@ -176,6 +177,8 @@ pub struct ChannelStats {
     pub zero_latency: Percentiles,
     /// Share of acknowledgements within one second of the cause.
     pub under_1s_share: f64,
+    /// Internal latency: from the causing input's ingest (the change's `caused_at`) to the
+    /// adapter's call carrying it being sent, per value sent.
     pub internal_latency: Percentiles,
 }
 

@@ -386,3 +386,19 @@ async fn an_edit_made_on_the_channel_is_observed_as_drift_and_overwritten_on_req
     assert!(rig.settled(Duration::from_secs(5)).await);
     assert_eq!(rig.fake.shown(&a), Some(3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn internal_latency_runs_from_the_changes_ingest_not_from_the_hand_off() {
+    let rig = Rig::start(apply(100.0, 250), 250, 0);
+    // The change was ingested 300 ms before the ledger handed it to the sync.
+    let mut late = change(&rig.engine, CHANNEL, &key("SKU-1", None), 4, 1);
+    late.caused_at = late.caused_at.plus_micros(-300_000);
+    rig.engine.offer(&[late]);
+    assert!(rig.settled(Duration::from_secs(5)).await);
+    let internal = rig.stats().internal_latency;
+    assert_eq!(internal.count, 1, "{internal:?}");
+    assert!(
+        internal.p50_ms >= 300.0 && internal.p50_ms < 400.0,
+        "ingest -> call sent includes the time before the hand-off: {internal:?}"
+    );
+}
