@@ -363,30 +363,13 @@ fn server_config(data_dir: &std::path::Path, sandboxes: &Sandboxes, channels: bo
             .zip(&catalogue.shopify.locations)
             .map(|(name, location)| (*name, location.id.as_str()))
             .collect();
-        let shopify_items: BTreeMap<&str, &str> = catalogue
-            .shopify
-            .items
-            .iter()
-            .map(|i| (i.sku.as_str(), i.inventory_item_id.as_str()))
-            .collect();
+        let shopify_items = stockflow::demo::stage::shopify_items(catalogue);
         let tiktok_warehouses: BTreeMap<&str, &str> = LOCATIONS
             .iter()
             .zip(&catalogue.tiktok.warehouse_ids)
             .map(|(name, warehouse)| (*name, warehouse.as_str()))
             .collect();
-        let tiktok_items: BTreeMap<&str, Value> = catalogue
-            .tiktok
-            .products
-            .iter()
-            .flat_map(|p| {
-                p.skus.iter().map(move |s| {
-                    (
-                        s.seller_sku.as_str(),
-                        json!({"product_id": p.product_id, "sku_id": s.id}),
-                    )
-                })
-            })
-            .collect();
+        let tiktok_items = stockflow::demo::stage::tiktok_items(catalogue);
         configured.insert(
             SHOPIFY.to_owned(),
             json!({

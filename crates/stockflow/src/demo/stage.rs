@@ -277,6 +277,35 @@ pub fn webhook_url(url: &str, platform: Platform) -> String {
     )
 }
 
+/// The `items` of a Shopify channel's settings for the sandbox's catalogue: SKU to inventory
+/// item id.
+pub fn shopify_items(catalogue: &Catalogue) -> BTreeMap<&str, &str> {
+    catalogue
+        .shopify
+        .items
+        .iter()
+        .map(|i| (i.sku.as_str(), i.inventory_item_id.as_str()))
+        .collect()
+}
+
+/// The `items` of a TikTok Shop channel's settings for the sandbox's catalogue: seller SKU to
+/// its product and SKU ids.
+pub fn tiktok_items(catalogue: &Catalogue) -> BTreeMap<&str, Value> {
+    catalogue
+        .tiktok
+        .products
+        .iter()
+        .flat_map(|p| {
+            p.skus.iter().map(move |s| {
+                (
+                    s.seller_sku.as_str(),
+                    json!({"product_id": p.product_id, "sku_id": s.id}),
+                )
+            })
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn start_market(
     config: &StageConfig,
@@ -355,25 +384,8 @@ fn server_config(
             .unwrap_or_else(|| json!({}))
     };
     let fast = json!({"batch_linger_ms": 20, "latency_budget_ms": 1000});
-    let shopify_items: BTreeMap<&str, &str> = catalogue
-        .shopify
-        .items
-        .iter()
-        .map(|i| (i.sku.as_str(), i.inventory_item_id.as_str()))
-        .collect();
-    let tiktok_items: BTreeMap<&str, Value> = catalogue
-        .tiktok
-        .products
-        .iter()
-        .flat_map(|p| {
-            p.skus.iter().map(move |s| {
-                (
-                    s.seller_sku.as_str(),
-                    json!({"product_id": p.product_id, "sku_id": s.id}),
-                )
-            })
-        })
-        .collect();
+    let shopify_items = shopify_items(catalogue);
+    let tiktok_items = tiktok_items(catalogue);
     let mut channels = BTreeMap::new();
     channels.insert(
         SHOPIFY.to_owned(),
