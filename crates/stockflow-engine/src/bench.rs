@@ -162,7 +162,7 @@ impl WithheldSummary {
             let page = reads.skus(tenant, after.as_ref(), crate::reads::SKU_PAGE_MAX);
             let Some(last) = page.last() else { break };
             after = Some(last.sku.clone());
-            for channel in page.iter().flat_map(|view| &view.channels) {
+            for channel in page.iter().flat_map(|view| view.channels()) {
                 if channel.withheld > 0 {
                     summary.pairs += 1;
                     summary.units += channel.withheld;

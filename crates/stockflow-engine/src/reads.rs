@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use stockflow_core::availability::ChannelAvailability;
+use stockflow_core::availability::ExplainInputs;
 use stockflow_core::availability::SettingsView;
 use stockflow_core::envelope::Position;
 use stockflow_core::ids::{LocationId, ReservationId, Sku, TenantId};
@@ -58,7 +58,7 @@ pub(crate) struct SkuUpdate {
     pub sku: Sku,
     /// `None`: the SKU no longer has a view. Otherwise its locations in
     /// [`TenantUpdate::locations`] and what each channel may sell of it.
-    pub view: Option<(Range<usize>, Vec<ChannelAvailability>)>,
+    pub view: Option<(Range<usize>, ExplainInputs)>,
 }
 
 impl TenantUpdate {
@@ -69,13 +69,29 @@ impl TenantUpdate {
             let start = self.locations.len();
             self.locations
                 .extend(stock.iter().map(|(location, q)| (location.clone(), *q)));
-            let channels = state.availability.explain(sku, stock, now);
-            Some((start..self.locations.len(), channels))
+            let inputs = state.availability.explain_inputs(sku, now);
+            Some((start..self.locations.len(), inputs))
         });
         self.skus.push(SkuUpdate {
             sku: sku.clone(),
             view,
         });
+    }
+
+    /// Appends the updates of a later batch: published in order, its views replace these.
+    pub fn absorb(&mut self, later: TenantUpdate) {
+        let base = self.locations.len();
+        self.locations.extend(later.locations);
+        self.skus.extend(later.skus.into_iter().map(|mut update| {
+            if let Some((range, _)) = &mut update.view {
+                *range = range.start + base..range.end + base;
+            }
+            update
+        }));
+        self.reservations.extend(later.reservations);
+        if later.settings.is_some() {
+            self.settings = later.settings;
+        }
     }
 
     /// The views to publish, built from the compact form.
@@ -85,12 +101,9 @@ impl TenantUpdate {
             .skus
             .into_iter()
             .map(|SkuUpdate { sku, view }| {
-                let view = view.map(|(range, channels)| {
-                    Arc::new(SkuView {
-                        sku: sku.clone(),
-                        stock: locations[range].iter().cloned().collect(),
-                        channels,
-                    })
+                let view = view.map(|(range, inputs)| {
+                    let stock = locations[range].iter().cloned().collect();
+                    Arc::new(SkuView::deferred(sku.clone(), stock, inputs))
                 });
                 (sku, view)
             })

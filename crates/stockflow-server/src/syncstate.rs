@@ -365,7 +365,7 @@ fn differences(
             let Some(last) = page.last() else { break };
             after = Some(last.sku.clone());
             for view in &page {
-                for channel in &view.channels {
+                for channel in view.channels() {
                     let values: Vec<(Option<LocationId>, i64, i64)> = if channel.per_location {
                         channel
                             .locations

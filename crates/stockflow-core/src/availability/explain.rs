@@ -1,6 +1,8 @@
 //! Explanations: what each channel may sell of a SKU and every buffer component behind it, in
 //! words with the numbers (for `GET /v1/skus/{sku}`), and what is withheld across SKUs, largest
-//! first (for `GET /v1/buffers`). Built only here, never on the recompute path.
+//! first (for `GET /v1/buffers`). Built only here, never on the recompute path, and for
+//! published views only when someone reads them: the writer captures [`ExplainInputs`] (shared
+//! compiled settings, the SKU's own state, the instant), and the words come from those.
 
 use super::amount::{Amount, Percent};
 use super::channel::{Allocation, ChannelKind};
@@ -12,7 +14,7 @@ use super::policy::{
     WindowPhase,
 };
 use super::recompute::{strongest_signal, target_share};
-use super::state::{Compiled, CompiledChannel, CompiledPolicy, Want};
+use super::state::{Compiled, CompiledChannel, CompiledPolicy, SkuState, Want};
 use super::velocity::{CANCELLATION_SAMPLE_UNITS_MIN, CancellationTracker, RECENT_WINDOW_SECONDS};
 use super::{Availability, SkuStock};
 use crate::ids::{ChannelId, LocationId, PolicyId, Sku};
@@ -20,6 +22,7 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 /// What one channel may sell of one SKU, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,8 +84,58 @@ type Ranked<'a> = (i64, Reverse<&'a Sku>, Reverse<u16>);
 /// What the reason builders read.
 pub(super) struct ReasonContext<'a> {
     pub compiled: &'a Compiled,
-    pub demand: &'a BTreeMap<ChannelId, CancellationTracker>,
+    pub demand: Samples<'a>,
     pub inputs: &'a SkuInputs<'a>,
+}
+
+/// Units reserved per channel so far towards measuring its cancellation rate (the reason of a
+/// channel-aware buffer names them until the rate is measured).
+#[derive(Clone, Copy)]
+pub(super) enum Samples<'a> {
+    Live(&'a BTreeMap<ChannelId, CancellationTracker>),
+    /// Captured with [`ExplainInputs`]: (channel slot, units), channels with a tracker only.
+    Captured(&'a [(u16, u64)]),
+}
+
+impl Samples<'_> {
+    fn of(self, channel: &CompiledChannel) -> u64 {
+        match self {
+            Samples::Live(demand) => demand
+                .get(&channel.id)
+                .map_or(0, |tracker| tracker.sample_units()),
+            Samples::Captured(samples) => samples
+                .iter()
+                .find(|(slot, _)| *slot == channel.slot)
+                .map_or(0, |(_, units)| *units),
+        }
+    }
+}
+
+/// Everything explaining one SKU reads, captured when the writer publishes its view: the
+/// compiled settings (shared, not copied), the SKU's own state, the channels' cancellation
+/// samples and the instant. [`ExplainInputs::explain`] gives what
+/// [`Availability::explain`] gave at that instant, whenever it is called.
+#[derive(Debug, Clone)]
+pub struct ExplainInputs {
+    compiled: Arc<Compiled>,
+    state: Option<SkuState>,
+    samples: Vec<(u16, u64)>,
+    now: Timestamp,
+}
+
+impl ExplainInputs {
+    /// What each channel may sell of `sku` (with `stock`, the stock it was captured with), with
+    /// every buffer component explained.
+    pub fn explain(&self, sku: &Sku, stock: &SkuStock) -> Vec<ChannelAvailability> {
+        explain_sku(
+            &self.compiled,
+            Samples::Captured(&self.samples),
+            sku,
+            stock,
+            self.state.as_ref(),
+            self.now,
+        )
+    }
 }
 
 impl Availability {
@@ -98,6 +151,31 @@ impl Availability {
         self.explain_with(compiled, sku, stock, now)
     }
 
+    /// What [`Availability::explain`] reads for `sku` at `now`, captured without building any
+    /// words: a copy of the SKU's state (without what only recomputation needs) and a share of
+    /// the compiled settings.
+    pub fn explain_inputs(&self, sku: &Sku, now: Timestamp) -> ExplainInputs {
+        let compiled = if self.compiled.0.fresh {
+            self.compiled.0.clone()
+        } else {
+            Arc::new(self.compile())
+        };
+        let samples = self
+            .channel_demand
+            .iter()
+            .filter_map(|(channel, tracker)| {
+                let slot = compiled.channels.iter().find(|c| &c.id == channel)?.slot;
+                Some((slot, tracker.sample_units()))
+            })
+            .collect();
+        ExplainInputs {
+            compiled,
+            state: self.skus.get(sku).map(SkuState::for_explanation),
+            samples,
+            now,
+        }
+    }
+
     fn explain_with(
         &self,
         compiled: &Compiled,
@@ -105,17 +183,14 @@ impl Availability {
         stock: &SkuStock,
         now: Timestamp,
     ) -> Vec<ChannelAvailability> {
-        let state = self.skus.get(sku);
-        let selected = selection(compiled, sku, state);
-        let inputs = SkuInputs::gather(compiled, stock, state, selected, now);
-        let reasons = ReasonContext {
+        explain_sku(
             compiled,
-            demand: &self.channel_demand,
-            inputs: &inputs,
-        };
-        (0..compiled.channels.len())
-            .map(|index| explain_channel(&reasons, index))
-            .collect()
+            Samples::Live(&self.channel_demand),
+            sku,
+            stock,
+            self.skus.get(sku),
+            now,
+        )
     }
 
     /// What is withheld across SKUs, largest first (then by SKU and channel), at most `limit`
@@ -187,6 +262,26 @@ impl Availability {
         });
         rows
     }
+}
+
+fn explain_sku(
+    compiled: &Compiled,
+    demand: Samples<'_>,
+    sku: &Sku,
+    stock: &SkuStock,
+    state: Option<&SkuState>,
+    now: Timestamp,
+) -> Vec<ChannelAvailability> {
+    let selected = selection(compiled, sku, state);
+    let inputs = SkuInputs::gather(compiled, stock, state, selected, now);
+    let reasons = ReasonContext {
+        compiled,
+        demand,
+        inputs: &inputs,
+    };
+    (0..compiled.channels.len())
+        .map(|index| explain_channel(&reasons, index))
+        .collect()
 }
 
 struct Collect {
@@ -410,10 +505,7 @@ fn channel_aware_reason(
                 settings.cancellation_weight
             )),
             None => {
-                let sample = reasons
-                    .demand
-                    .get(&channel.id)
-                    .map_or(0, |tracker| tracker.sample_units());
+                let sample = reasons.demand.of(channel);
                 text.push_str(&format!(
                     " (cancellation rate not measured yet: {sample} of {CANCELLATION_SAMPLE_UNITS_MIN} units reserved)"
                 ));

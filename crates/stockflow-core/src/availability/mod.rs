@@ -82,7 +82,9 @@ mod velocity;
 pub use amount::{Amount, Percent, Ratio};
 pub use attributes::{Selector, SkuAttributes};
 pub use channel::{Allocation, ChannelConfig, ChannelKind, ChannelLocation, ChannelRules};
-pub use explain::{BufferComponent, ChannelAvailability, LocationAvailability, WithheldEntry};
+pub use explain::{
+    BufferComponent, ChannelAvailability, ExplainInputs, LocationAvailability, WithheldEntry,
+};
 pub use holds::{ActiveSignal, Hold, PlacedHold, SIGNAL_MULTIPLIER_MAX, Signal};
 pub use policy::{
     ChannelAwareSettings, CurvePoint, DynamicSettings, Policy, Release, Strategy, StrategyKind,
@@ -214,7 +216,7 @@ pub struct Availability {
     #[serde(default)]
     sweep: Option<Sweep>,
     #[serde(skip)]
-    compiled: Derived<Compiled>,
+    compiled: Derived<std::sync::Arc<Compiled>>,
 }
 
 impl Availability {

@@ -9,7 +9,7 @@ use super::amount::Percent;
 use super::compute::{
     ChannelResult, Discard, Sink, SkuInputs, Source, compute_channel, selection, standalone_units,
 };
-use super::explain::{ReasonContext, policy_reason};
+use super::explain::{ReasonContext, Samples, policy_reason};
 use super::policy::{DynamicSettings, Strategy, StrategyKind, WindowPhase};
 use super::state::{
     ChannelComponent, Compiled, CompiledChannel, CompiledLocation, CompiledPolicy, DynamicLevel,
@@ -22,6 +22,7 @@ use crate::outcome::{AtsChange, AuditChange, AuditEntry, BufferChangeKind, Cause
 use crate::time::Timestamp;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The ATS value of a channel (x location) that was never emitted.
 const NEVER_EMITTED: i64 = i64::MIN;
@@ -51,12 +52,16 @@ impl CauseOf<'_> {
 impl Availability {
     pub(super) fn ensure_compiled(&mut self) {
         if !self.compiled.0.fresh {
-            self.compiled.0 = self.compile();
+            self.compiled.0 = Arc::new(self.compile());
         }
     }
 
     pub(super) fn invalidate(&mut self) {
-        self.compiled.0.fresh = false;
+        if self.compiled.0.fresh {
+            // Published views may share the settings they were explained with: those keep
+            // their copy.
+            Arc::make_mut(&mut self.compiled.0).fresh = false;
+        }
     }
 
     /// The settings as the recompute path reads them.
@@ -242,7 +247,7 @@ impl Availability {
         let new_levels = (key != state.levels_key).then(|| {
             let reasons = ReasonContext {
                 compiled,
-                demand,
+                demand: Samples::Live(demand),
                 inputs: &inputs,
             };
             audit_level_changes(context, cause, sku, &reasons, &self.slots.policies, out)

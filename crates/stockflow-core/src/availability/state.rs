@@ -102,6 +102,23 @@ fn is_false(value: &bool) -> bool {
 }
 
 impl SkuState {
+    /// A copy with what explaining the SKU reads, without what only recomputation keeps (the
+    /// levels and values last emitted).
+    pub fn for_explanation(&self) -> SkuState {
+        SkuState {
+            attributes: self.attributes.clone(),
+            velocity: self.velocity.clone(),
+            dynamic: self.dynamic.clone(),
+            picked_after_window: self.picked_after_window.clone(),
+            holds: self.holds.clone(),
+            signals: self.signals.clone(),
+            levels: Vec::new(),
+            emitted: Vec::new(),
+            levels_key: self.levels_key,
+            demand_pending: self.demand_pending,
+        }
+    }
+
     pub fn dynamic_due(&self) -> Option<Timestamp> {
         self.dynamic.iter().map(|d| d.next_step_at).min()
     }

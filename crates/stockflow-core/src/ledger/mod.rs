@@ -28,7 +28,7 @@ mod reservations;
 mod transaction;
 mod validate;
 
-use crate::availability::{Availability, ChannelAvailability, Context, SkuStock};
+use crate::availability::{Availability, ChannelAvailability, Context, ExplainInputs, SkuStock};
 use crate::command::{Command, LedgerCommand};
 use crate::envelope::{Envelope, Input};
 use crate::event::Event;
@@ -40,6 +40,7 @@ use event_index::EventIndex;
 use fingerprint::BodyFingerprints;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 use transaction::{DemandKind, Transaction};
 
 /// The actor recorded for changes made by the passing of time.
@@ -179,12 +180,74 @@ pub struct HeldEvent {
     pub release_at: Timestamp,
 }
 
-/// What `GET /v1/skus/{sku}` shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What `GET /v1/skus/{sku}` shows: the stock, and what each channel may sell with every buffer
+/// explained. The explanation is built on first read, from inputs captured with the view (a
+/// writer publishes a view per changed SKU per batch; most are replaced before anyone reads
+/// them, so their words are never built).
+#[derive(Debug, Clone)]
 pub struct SkuView {
     pub sku: Sku,
     pub stock: SkuStock,
-    pub channels: Vec<ChannelAvailability>,
+    channels: ViewChannels,
+}
+
+#[derive(Debug, Clone)]
+struct ViewChannels {
+    inputs: Option<Box<ExplainInputs>>,
+    explained: OnceLock<Vec<ChannelAvailability>>,
+}
+
+impl SkuView {
+    /// A view whose channels are already explained.
+    pub fn new(sku: Sku, stock: SkuStock, channels: Vec<ChannelAvailability>) -> Self {
+        Self {
+            sku,
+            stock,
+            channels: ViewChannels {
+                inputs: None,
+                explained: OnceLock::from(channels),
+            },
+        }
+    }
+
+    /// A view whose channels are explained from `inputs` when first read.
+    pub fn deferred(sku: Sku, stock: SkuStock, inputs: ExplainInputs) -> Self {
+        Self {
+            sku,
+            stock,
+            channels: ViewChannels {
+                inputs: Some(Box::new(inputs)),
+                explained: OnceLock::new(),
+            },
+        }
+    }
+
+    /// What each channel may sell of the SKU, and why (built once, on the first call).
+    pub fn channels(&self) -> &[ChannelAvailability] {
+        self.channels.explained.get_or_init(|| {
+            self.channels
+                .inputs
+                .as_ref()
+                .map_or_else(Vec::new, |inputs| inputs.explain(&self.sku, &self.stock))
+        })
+    }
+}
+
+impl PartialEq for SkuView {
+    fn eq(&self, other: &Self) -> bool {
+        self.sku == other.sku && self.stock == other.stock && self.channels() == other.channels()
+    }
+}
+
+impl Serialize for SkuView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("SkuView", 3)?;
+        out.serialize_field("sku", &self.sku)?;
+        out.serialize_field("stock", &self.stock)?;
+        out.serialize_field("channels", self.channels())?;
+        out.end()
+    }
 }
 
 impl Ledger {
@@ -236,11 +299,11 @@ impl Ledger {
     pub fn sku_view_at(&self, tenant: &TenantId, sku: &Sku, now: Timestamp) -> Option<SkuView> {
         let tenant = self.tenants.get(tenant)?;
         let stock = tenant.stock.get(sku)?;
-        Some(SkuView {
-            sku: sku.clone(),
-            stock: stock.clone(),
-            channels: tenant.availability.explain(sku, stock, now),
-        })
+        Some(SkuView::new(
+            sku.clone(),
+            stock.clone(),
+            tenant.availability.explain(sku, stock, now),
+        ))
     }
 
     /// [`Ledger::sku_view_at`] with buffers evaluated at the epoch; prefer `sku_view_at` with the

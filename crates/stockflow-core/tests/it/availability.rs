@@ -1497,6 +1497,7 @@ mod through_the_ledger {
     use stockflow_core::command::Command;
     use stockflow_core::envelope::Input;
     use stockflow_core::ids::ActorId;
+    use stockflow_core::ledger::SkuView;
     use stockflow_core::outcome::Outcome;
 
     fn configure(
@@ -1573,10 +1574,39 @@ mod through_the_ledger {
             .ledger
             .sku_view_at(&harness.tenant, &super::sku("SKU-1"), harness.now)
             .unwrap();
-        let amazon = &view.channels[0];
+        let amazon = &view.channels()[0];
         // 1,000 - 54 committed = 946 available, 10% of it (rounded up) withheld.
         assert_eq!((amazon.available, amazon.withheld), (946, 95));
         assert_eq!(amazon.buffers[0].strategy, StrategyKind::ChannelAware);
+
+        // A view published with captured inputs says the same, words included, and keeps
+        // saying it after the ledger moves on (a published view is as of its batch).
+        let sku = super::sku("SKU-1");
+        let tenant = harness.ledger.tenant(&harness.tenant).unwrap();
+        let stock = tenant.stock[&sku].clone();
+        let inputs = tenant.availability.explain_inputs(&sku, harness.now);
+        let deferred = SkuView::deferred(sku.clone(), stock.clone(), inputs);
+        assert_eq!(deferred.channels(), view.channels());
+        assert!(
+            deferred.channels()[0].buffers[0]
+                .reason
+                .contains("cancellation rate 10%"),
+            "{:?}",
+            deferred.channels()[0].buffers[0].reason
+        );
+        harness.wms(vec![received("SKU-1", "east", 500)]);
+        configure(
+            &mut harness,
+            upsert_channel(channel("amazon", ChannelKind::Amazon, &["east"], &[])),
+        );
+        settle(&mut harness);
+        let now = harness
+            .ledger
+            .sku_view_at(&harness.tenant, &sku, harness.now)
+            .unwrap();
+        assert_eq!(now.channels()[0].withheld, 0);
+        assert_eq!(deferred.channels(), view.channels());
+        assert_eq!(deferred.stock, stock);
     }
 
     #[test]
@@ -1618,7 +1648,7 @@ mod through_the_ledger {
             .ledger
             .sku_view_at(&harness.tenant, &super::sku("SKU-1"), harness.now)
             .unwrap();
-        let amazon = &view.channels[0];
+        let amazon = &view.channels()[0];
         let share = amazon.withheld as f64 / amazon.available as f64;
         assert!((0.05..=0.15).contains(&share), "{amazon:#?}");
         let velocity = harness

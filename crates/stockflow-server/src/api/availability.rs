@@ -644,7 +644,7 @@ fn withheld_rows(
         let Some(last) = page.last() else { break };
         after = Some(last.sku.clone());
         for view in &page {
-            for c in view.channels.iter().filter(|c| c.withheld > 0) {
+            for c in view.channels().iter().filter(|c| c.withheld > 0) {
                 if channel.is_some_and(|wanted| wanted != &c.channel) {
                     continue;
                 }

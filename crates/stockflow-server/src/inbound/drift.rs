@@ -246,7 +246,7 @@ fn target(context: &Context<'_>, sku: &Sku, location: &LocationId) -> Option<Tar
     let reads = context.state.engine.reads();
     let view = reads.sku(&context.webhook.tenant, sku)?;
     let channel = view
-        .channels
+        .channels()
         .iter()
         .find(|c| c.channel == context.webhook.channel)?;
     if channel.per_location {

@@ -254,7 +254,7 @@ fn targets(state: &AppState, channel: &ChannelId, keys_max: usize) -> (Vec<Targe
             let Some(last) = page.last() else { break };
             after = Some(last.sku.clone());
             for view in &page {
-                let Some(availability) = view.channels.iter().find(|c| &c.channel == channel)
+                let Some(availability) = view.channels().iter().find(|c| &c.channel == channel)
                 else {
                     continue;
                 };

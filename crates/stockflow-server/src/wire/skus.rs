@@ -83,7 +83,7 @@ impl SkuOut {
             sku: view.sku.to_string(),
             locations,
             totals,
-            channels: view.channels.clone(),
+            channels: view.channels().to_vec(),
         }
     }
 }
@@ -119,7 +119,7 @@ impl SkuRowOut {
             sku: out.sku,
             totals: out.totals,
             channels: view
-                .channels
+                .channels()
                 .iter()
                 .map(|c| ChannelRowOut {
                     channel: c.channel.to_string(),
