@@ -45,6 +45,27 @@ pub(crate) struct Pending {
     pub updates: HashMap<TenantId, TenantUpdate>,
     /// The last journaled position after the batch.
     pub position: Position,
+    /// Events and commands of its requests (`Request::weight`), against the batch limits.
+    pub weight: usize,
+}
+
+impl Pending {
+    /// Appends a batch applied after this one (same epoch): one transaction for both.
+    pub fn absorb(&mut self, later: Pending) {
+        debug_assert_eq!(self.epoch, later.epoch);
+        let offset = self.replies.len();
+        self.applied
+            .extend(later.applied.into_iter().map(|mut applied| {
+                applied.request = applied.request.map(|index| index + offset);
+                applied
+            }));
+        self.replies.extend(later.replies);
+        for (tenant, update) in later.updates {
+            self.updates.entry(tenant).or_default().absorb(update);
+        }
+        self.position = later.position;
+        self.weight += later.weight;
+    }
 }
 
 pub(crate) enum ToCommitter {
@@ -75,7 +96,11 @@ impl Committer {
     pub fn run(mut self, receiver: Receiver<ToCommitter>) {
         for message in receiver {
             match message {
-                ToCommitter::Batch(pending) => self.commit(pending),
+                ToCommitter::Batch(pending) => {
+                    self.commit(pending);
+                    self.shared.batches_in_flight.fetch_sub(1, Ordering::AcqRel);
+                    self.shared.committer_idle.notify_one();
+                }
                 ToCommitter::Snapshot { epoch, snapshot } => self.forward_snapshot(epoch, snapshot),
                 ToCommitter::Flush(done) => {
                     let _ = done.send(());

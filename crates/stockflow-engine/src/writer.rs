@@ -17,7 +17,7 @@ use crate::sink::EffectSink;
 use crate::snapshot::Snapshotter;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -84,6 +84,11 @@ pub(crate) struct ShardShared {
     pub stopping: AtomicBool,
     /// Wakes a writer waiting for requests, so that it notices `stopping`.
     pub wake: Notify,
+    /// Batches sent to the committer and not yet done with (committed, published, answered).
+    pub batches_in_flight: AtomicUsize,
+    /// Raised by the committer each time it is done with a batch: a writer holding applied
+    /// requests hands them over then.
+    pub committer_idle: Notify,
     /// The last durable position (set by the committer).
     pub last_position: AtomicU64,
     /// Set by the committer when a commit failed; cleared by the writer once it has rebuilt.
@@ -103,6 +108,8 @@ impl ShardShared {
             shard,
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
+            batches_in_flight: AtomicUsize::new(0),
+            committer_idle: Notify::new(),
             last_position: AtomicU64::new(0),
             commit_failed: AtomicBool::new(false),
             last_commit_at: AtomicI64::new(0),
@@ -144,8 +151,13 @@ pub(crate) struct Writer {
     store: Arc<dyn Store>,
     reads: Arc<ReadModel>,
     receiver: mpsc::Receiver<Request>,
-    /// Batches to the committer: at most one waiting while one commits.
+    /// Batches to the committer, handed over when it has none (`batches_in_flight`): while it
+    /// commits, the writer goes on applying and gathers what it applied in `held`.
     committer: Option<SyncSender<ToCommitter>>,
+    /// Applied, not yet handed to the committer: every request applied while the committer was
+    /// busy, so that they share its next transaction and fsync (group commit). At most
+    /// `batch_requests_max` requests or `batch_events_max` events; beyond, the writer waits.
+    held: Option<Pending>,
     committer_thread: Option<JoinHandle<()>>,
     /// Increases each time the ledger is rebuilt after a failed commit.
     epoch: u64,
@@ -164,6 +176,8 @@ pub(crate) struct Writer {
 enum Wake {
     Request(Request),
     Timeout,
+    /// The committer finished a batch: time to hand over what is held.
+    CommitterIdle,
     Stop,
 }
 
@@ -218,6 +232,7 @@ impl Writer {
             reads: parts.reads,
             receiver: parts.receiver,
             committer: Some(sender),
+            held: None,
             committer_thread: Some(committer_thread),
             epoch: 0,
             runtime,
@@ -237,11 +252,12 @@ impl Writer {
 
     fn run(mut self) {
         while !self.shared.stopping.load(Ordering::Acquire) {
+            self.offer_held();
             let first = match self.carry.take() {
                 Some(request) => Some(request),
                 None => match self.wait() {
                     Wake::Request(request) => Some(request),
-                    Wake::Timeout => None,
+                    Wake::Timeout | Wake::CommitterIdle => None,
                     Wake::Stop => break,
                 },
             };
@@ -254,6 +270,8 @@ impl Writer {
                 self.snapshots
                     .maybe_take(&self.ledger, self.position, self.recorded_at)
             {
+                // The snapshot is of a state that includes what is held: that goes first.
+                self.send_held();
                 self.send(ToCommitter::Snapshot {
                     epoch: self.epoch,
                     snapshot,
@@ -306,11 +324,54 @@ impl Writer {
         );
     }
 
-    /// Lets the committer finish every batch sent to it, then waits for its thread.
+    /// Lets the committer finish every batch sent to it (and what is held), then waits for its
+    /// thread.
     fn stop_committer(&mut self) {
+        self.send_held();
         self.committer = None;
         if let Some(thread) = self.committer_thread.take() {
             let _ = thread.join();
+        }
+    }
+
+    /// Adds an applied batch to what is held for the committer, and hands that over at once if
+    /// the committer is idle; when the held batch is full, waits for the committer.
+    fn hold(&mut self, pending: Pending) {
+        let held = match self.held.take() {
+            Some(mut held) => {
+                held.absorb(pending);
+                held
+            }
+            None => pending,
+        };
+        let full = held.replies.len() >= self.config.batch_requests_max
+            || held.weight >= self.config.batch_events_max;
+        self.held = Some(held);
+        if full {
+            self.send_held();
+        } else {
+            self.offer_held();
+        }
+    }
+
+    /// Hands what is held to the committer if it has no batch.
+    fn offer_held(&mut self) {
+        // A committer thread that ended (it panicked) never lowers the count: sending is how
+        // the writer finds out.
+        let committer_gone = self
+            .committer_thread
+            .as_ref()
+            .is_some_and(JoinHandle::is_finished);
+        if self.shared.batches_in_flight.load(Ordering::Acquire) == 0 || committer_gone {
+            self.send_held();
+        }
+    }
+
+    /// Hands what is held to the committer, waiting for room in its queue if needed.
+    fn send_held(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.shared.batches_in_flight.fetch_add(1, Ordering::AcqRel);
+            self.send(ToCommitter::Batch(held));
         }
     }
 
@@ -352,10 +413,12 @@ impl Writer {
         let timeout = self.idle_timeout();
         let shared = &self.shared;
         let receiver = &mut self.receiver;
+        let holding = self.held.is_some();
         self.runtime.block_on(async {
             tokio::select! {
                 biased;
                 () = shared.wake.notified() => Wake::Stop,
+                () = shared.committer_idle.notified(), if holding => Wake::CommitterIdle,
                 request = receiver.recv() => request.map_or(Wake::Stop, Wake::Request),
                 () = tokio::time::sleep(timeout) => Wake::Timeout,
             }
@@ -363,10 +426,24 @@ impl Writer {
     }
 
     /// The batch that starts with `first`: whatever else is queued, within both limits.
+    /// Held requests count against both limits: what is drained joins them in one commit.
     fn drain(&mut self, first: Request) -> Vec<Request> {
-        let mut events = first.weight();
+        let held = |held: &Option<Pending>| {
+            held.as_ref()
+                .map_or((0, 0), |h| (h.replies.len(), h.weight))
+        };
+        let (requests, weight) = held(&self.held);
+        if requests > 0
+            && (requests >= self.config.batch_requests_max
+                || weight + first.weight() > self.config.batch_events_max)
+        {
+            self.send_held();
+        }
+        let (held_requests, held_weight) = held(&self.held);
+        let requests_max = self.config.batch_requests_max - held_requests;
+        let mut events = held_weight + first.weight();
         let mut batch = vec![first];
-        while batch.len() < self.config.batch_requests_max {
+        while batch.len() < requests_max {
             let Ok(request) = self.receiver.try_recv() else {
                 break;
             };
@@ -391,6 +468,7 @@ impl Writer {
         }
         let mut replies = Vec::with_capacity(requests.len());
         let mut inputs = Vec::with_capacity(requests.len());
+        let weight = requests.iter().map(Request::weight).sum();
         for request in requests {
             replies.push(Some(request.reply));
             inputs.push((request.tenant, request.input, request.arrived_at));
@@ -407,13 +485,14 @@ impl Writer {
             }
         };
         let updates = self.views(&applied);
-        self.send(ToCommitter::Batch(Pending {
+        self.hold(Pending {
             epoch: self.epoch,
             applied,
             replies,
             updates,
             position: self.position,
-        }));
+            weight,
+        });
         true
     }
 
@@ -464,6 +543,8 @@ impl Writer {
     /// After a failed commit the ledger ran ahead of the journal: wait for the committer to
     /// refuse what it still holds, then rebuild the ledger from the store.
     fn rebuild(&mut self) -> bool {
+        // Applied on top of the failed batch: the committer refuses it with the others.
+        self.send_held();
         if let Some(committer) = &self.committer {
             let (done, flushed) = sync_channel(1);
             if committer.send(ToCommitter::Flush(done)).is_ok() {

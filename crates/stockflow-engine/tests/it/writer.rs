@@ -48,8 +48,9 @@ fn queue_depth(engine: &Engine) -> usize {
 }
 
 /// Closes the store's gate and fills the shard's pipeline: a first batch held at the gate by
-/// the committer, a second waiting for the committer, a third applied and waiting to be handed
-/// over. From then on, requests stay in the queue until the gate opens. Returns the three.
+/// the committer, then the second and third applied by the writer and held for the next
+/// commit (with `batch_requests_max: 1`: the second waiting in the committer's queue, the third
+/// waiting to be handed over, and from then on requests stay in the queue). Returns the three.
 async fn fill_pipeline(engine: &Engine, store: &DoubleStore, inputs: [Input; 3]) -> Vec<Answer> {
     store.close_gate();
     let mut answers = Vec::new();
@@ -173,10 +174,14 @@ async fn many_concurrent_requests_share_few_commits() {
     for i in 0..requests {
         answers.push(enqueue(&engine, received(&format!("src-{i}"), 1, "B", 1)));
     }
-    assert_eq!(
-        queue_depth(&engine),
-        requests,
-        "the blocked pipeline leaves them queued"
+    eventually("the writer taking every request", || {
+        queue_depth(&engine) == 0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        answers.iter_mut().all(|answer| !is_ready(answer)),
+        "nothing is answered before its commit"
     );
     store.open_gate();
     for answer in answers {
@@ -184,8 +189,8 @@ async fn many_concurrent_requests_share_few_commits() {
     }
     assert_eq!(
         store.batch_sizes(),
-        [1, 1, 1, requests],
-        "the queued requests went in one commit"
+        [1, 2 + requests],
+        "everything applied while the first commit was in progress went in the next one"
     );
     assert_eq!(published(&engine, "B"), Some((200, 200, 0)));
     engine.shutdown().await.unwrap();
@@ -210,8 +215,9 @@ async fn batches_respect_the_request_and_event_limits() {
         ],
     )
     .await;
-    // Seven one-event requests, then one of 1000 events: batches of 3, 3, 1 (the big one does
-    // not fit beside the seventh), 1.
+    // The second and third are held for the next commit. Seven one-event requests, then one of
+    // 1000 events: the first of the seven fills the held batch to 3, then batches of 3, 3, and
+    // the big one alone (it does not fit beside the seventh).
     for i in 0..7 {
         answers.push(enqueue(&engine, received(&format!("src-{i}"), 1, "B", 1)));
     }
@@ -226,7 +232,7 @@ async fn batches_respect_the_request_and_event_limits() {
     for answer in answers {
         answer.await.unwrap();
     }
-    assert_eq!(store.batch_sizes(), [1, 1, 1, 3, 3, 1, 1]);
+    assert_eq!(store.batch_sizes(), [1, 3, 3, 3, 1]);
     engine.shutdown().await.unwrap();
 }
 
@@ -237,6 +243,8 @@ async fn a_full_queue_answers_overloaded_at_once() {
         &store,
         EngineConfig {
             queue_capacity: 2,
+            // One request per batch: the pipeline is full with three, and the queue fills.
+            batch_requests_max: 1,
             ..test_config()
         },
     )
