@@ -21,6 +21,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Ok(channels) = std::env::var("BENCH_CHANNELS") {
             config.bench.channels = channels.parse()?;
         }
+        if let Ok(buffers) = std::env::var("BENCH_BUFFERS") {
+            config.bench.buffers = buffers == "1";
+        }
         if let Ok(clients) = std::env::var("BENCH_CLIENTS") {
             config.bench.clients = clients.parse()?;
         }

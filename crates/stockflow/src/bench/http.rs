@@ -5,6 +5,10 @@
 
 use super::report::{LatencyRecorder, Throughput};
 use anyhow::Context;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +41,60 @@ pub struct HotSkuRun {
     pub ledger_reserved: i64,
     /// Read back from the journal's SQLite database after the run.
     pub durability: String,
+    /// Group commit in the measured phase, from the server's own metrics.
+    pub commits: Commits,
+}
+
+/// Batches committed in the measured phase: how many requests shared each fsync.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Commits {
+    pub batches: f64,
+    pub requests: f64,
+    pub seconds: f64,
+}
+
+impl Commits {
+    /// Reads the cumulative commit metrics of the server's `/metrics`.
+    async fn read(client: &reqwest::Client, url: &str) -> anyhow::Result<Commits> {
+        let text = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .filter(|line| line.starts_with(name))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Ok(Commits {
+            batches: value("stockflow_batch_requests_count"),
+            requests: value("stockflow_batch_requests_sum"),
+            seconds: value("stockflow_journal_commit_seconds_sum"),
+        })
+    }
+
+    fn since(self, before: Commits) -> Commits {
+        Commits {
+            batches: self.batches - before.batches,
+            requests: self.requests - before.requests,
+            seconds: self.seconds - before.seconds,
+        }
+    }
+}
+
+impl std::fmt::Display for Commits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let batches = self.batches.max(1.0);
+        write!(
+            f,
+            "{:.0} commits, {:.1} requests per commit, {:.2} ms per commit (SQLite and fsync)",
+            self.batches,
+            self.requests / batches,
+            self.seconds / batches * 1e3
+        )
+    }
 }
 
 enum Answer {
@@ -98,6 +156,7 @@ async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
             tokio::spawn(async move { reserve_client(url, client, requests, ready).await })
         })
         .collect();
+    let commits_before = Commits::read(&setup, url).await?;
     ready.wait().await;
     let started = Instant::now();
     let mut latencies = LatencyRecorder::new();
@@ -112,6 +171,7 @@ async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
         clients_back.push(client);
     }
     let throughput = latencies.throughput(started.elapsed());
+    let commits = Commits::read(&setup, url).await?.since(commits_before);
     anyhow::ensure!(
         granted <= stock,
         "OVERSOLD: {granted} reservations granted for a stock of {stock}"
@@ -122,13 +182,12 @@ async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
     let probes: Vec<_> = clients_back
         .into_iter()
         .enumerate()
-        .map(|(index, client)| {
-            let url = url.to_owned();
+        .map(|(index, mut connection)| {
             tokio::spawn(async move {
                 let mut answers = Vec::new();
                 for attempt in 0..PROBES_PER_CLIENT {
                     let id = format!("probe-{index}-{attempt}");
-                    answers.push(reserve(&client, &url, &id).await?);
+                    answers.push(reserve(&mut connection, &id).await?);
                 }
                 anyhow::Ok(answers)
             })
@@ -170,27 +229,72 @@ async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
         probes: probe_count,
         ledger_reserved,
         durability: String::new(),
+        commits,
     })
 }
 
-/// One keep-alive client (its own connection pool) reserving one unit at a time.
+/// One keep-alive HTTP/1.1 connection (hyper's client, the library the server is built on),
+/// reserving one unit at a time. The load generator shares the machine's cores with the
+/// server, so it keeps its own work small: no pool, no URL parsing, bodies written directly.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    async fn open(url: &str) -> anyhow::Result<Connection> {
+        let host = url
+            .strip_prefix("http://")
+            .context("the server's address is not http://")?
+            .to_owned();
+        let stream = tokio::net::TcpStream::connect(&host)
+            .await
+            .with_context(|| format!("connecting to {host}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a benchmark connection ended");
+            }
+        });
+        Ok(Connection { sender, host })
+    }
+
+    /// Sends one request and reads the whole answer (status, body).
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.host);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
 async fn reserve_client(
     url: String,
     client_index: usize,
     requests: u64,
     ready: Arc<Barrier>,
-) -> anyhow::Result<(reqwest::Client, LatencyRecorder, u64, u64)> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .build()?;
-    // One request before the start opens the connection (a lookup of the SKU: it changes
-    // nothing), so that connecting is not measured.
-    client
-        .get(format!("{url}/v1/skus/{SKU}"))
-        .send()
-        .await?
-        .bytes()
+) -> anyhow::Result<(Connection, LatencyRecorder, u64, u64)> {
+    let mut connection = Connection::open(&url).await?;
+    // One request before the start (a lookup of the SKU: it changes nothing), so that the
+    // connection is warm when the measurement starts.
+    connection
+        .call(Method::GET, &format!("/v1/skus/{SKU}"), None)
         .await?;
     ready.wait().await;
     let mut latencies = LatencyRecorder::new();
@@ -198,43 +302,37 @@ async fn reserve_client(
     for index in 0..requests {
         let id = format!("c{client_index}-{index}");
         let begun = Instant::now();
-        let answer = reserve(&client, &url, &id).await?;
+        let answer = reserve(&mut connection, &id).await?;
         latencies.record(begun.elapsed());
         match answer {
             Answer::Granted => granted += 1,
             Answer::Refused => refused += 1,
         }
     }
-    Ok((client, latencies, granted, refused))
+    Ok((connection, latencies, granted, refused))
 }
 
-async fn reserve(client: &reqwest::Client, url: &str, id: &str) -> anyhow::Result<Answer> {
-    let body = json!({"reservation_id": id,
-        "lines": [{"sku": SKU, "location": LOCATION, "quantity": 1}], "ttl_seconds": 3600});
-    let response = client
-        .post(format!("{url}/v1/reservations"))
-        .json(&body)
-        .send()
+async fn reserve(connection: &mut Connection, id: &str) -> anyhow::Result<Answer> {
+    let body = format!(
+        r#"{{"reservation_id":"{id}","lines":[{{"sku":"{SKU}","location":"{LOCATION}","quantity":1}}],"ttl_seconds":3600}}"#
+    );
+    let (status, answer) = connection
+        .call(Method::POST, "/v1/reservations", Some(body))
         .await
         .context("sending a reservation")?;
-    let status = response.status().as_u16();
-    match status {
-        201 => {
-            // Read to the end, so that the connection goes back to the pool (keep-alive).
-            response.bytes().await?;
-            Ok(Answer::Granted)
-        }
+    match status.as_u16() {
+        201 => Ok(Answer::Granted),
         409 => {
-            let problem: Value = response.json().await?;
+            let problem: Value = serde_json::from_slice(&answer)?;
             anyhow::ensure!(
                 problem["code"] == "insufficient_stock",
                 "reservation {id}: unexpected refusal {problem}"
             );
             Ok(Answer::Refused)
         }
-        _ => anyhow::bail!(
+        status => anyhow::bail!(
             "reservation {id}: unexpected answer {status}: {}",
-            response.text().await.unwrap_or_default()
+            String::from_utf8_lossy(&answer)
         ),
     }
 }

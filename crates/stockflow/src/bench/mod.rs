@@ -209,6 +209,7 @@ async fn run_once(args: &LedgerArgs, plan: &Plan, results: &mut Results) -> anyh
         .await
         .context("the hot-SKU HTTP benchmark")?;
     println!("  hot SKU over HTTP:          {}", run.throughput);
+    println!("  group commit:               {}", run.commits);
     let check = format!(
         "granted {} of a stock of {} ({} refused, of which {} attempts after the stock ran \
          out); ledger reserved = {}: {}",
@@ -263,10 +264,11 @@ fn print_summary(args: &LedgerArgs, plan: &Plan, results: &Results) {
             .zip(buffers)
             .map(|(plain, buffered)| 100.0 * (plain - buffered) / plain)
     };
-    // Against the figure without channels (the target), and against the same channels
-    // without policies (what the buffers alone cost).
-    let drop = drop_from(events);
-    let drop_channels = drop_from(rate(&results.channels));
+    // The target compares with the figure without buffers: the same 10 channels, no buffer
+    // policies (row 2), so that the drop is what the buffers cost. The drop from the ledger
+    // without any channel (row 1) is printed beside it.
+    let drop = drop_from(rate(&results.channels));
+    let drop_ledger = drop_from(events);
     let percent = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |d| format!("{d:.1}%"));
     let http = rate(&results.http);
     let ratio = http
@@ -297,9 +299,10 @@ fn print_summary(args: &LedgerArgs, plan: &Plan, results: &Results) {
             ),
             runs: results.buffers.clone(),
             target: format!(
-                "drop <= {BUFFER_DROP_TARGET_PERCENT:.0}% from row 1: here {} ({} from row 2)",
+                "drop <= {BUFFER_DROP_TARGET_PERCENT:.0}% from the figure without buffers (row \
+                 2): here {} ({} from row 1, no channels)",
                 percent(drop),
-                percent(drop_channels)
+                percent(drop_ledger)
             ),
             met: drop.map(|d| d <= BUFFER_DROP_TARGET_PERCENT),
         },
