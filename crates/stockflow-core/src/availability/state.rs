@@ -107,7 +107,7 @@ impl SkuState {
     pub fn for_explanation(&self) -> SkuState {
         SkuState {
             attributes: self.attributes.clone(),
-            velocity: self.velocity.clone(),
+            velocity: self.velocity,
             dynamic: self.dynamic.clone(),
             picked_after_window: self.picked_after_window.clone(),
             holds: self.holds.clone(),
