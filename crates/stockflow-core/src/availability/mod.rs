@@ -420,6 +420,11 @@ impl Availability {
         }
     }
 
+    /// Channels configured.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
     /// Recomputes what every channel may sell of `sku` and appends the values that changed (and
     /// the buffer changes, as audit entries) to `out`. Call once per touched SKU per request,
     /// after [`Availability::record_demand`].

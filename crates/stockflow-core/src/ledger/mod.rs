@@ -522,6 +522,10 @@ impl Transaction<'_> {
                 }
             }
         }
+        // Usually one value per channel per touched SKU: room for them at once, rather than
+        // doubling (and copying) through a request of a thousand events.
+        let expected = touched_skus.len() * tenant.availability.channel_count();
+        self.out.availability.reserve(expected);
         for sku in &touched_skus {
             if let Some(stock) = tenant.stock.get(sku) {
                 tenant
