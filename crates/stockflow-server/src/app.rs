@@ -304,12 +304,7 @@ impl ServerHandle {
 
 fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
-        ledger: stockflow_core::ledger::LedgerConfig {
-            held_events_per_source_max: config.ledger.held_events_per_source_max,
-            held_timeout_micros: (config.ledger.held_timeout_seconds as i64)
-                .saturating_mul(Timestamp::MICROS_PER_SECOND),
-            ..Default::default()
-        },
+        ledger: config.ledger.ledger_config(),
         queue_capacity: config.engine.queue_capacity,
         batch_requests_max: config.engine.batch_requests_max,
         batch_events_max: config.engine.batch_events_max,

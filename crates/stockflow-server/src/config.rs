@@ -248,11 +248,37 @@ pub struct EngineSection {
 pub struct LedgerSection {
     pub held_events_per_source_max: usize,
     pub held_timeout_seconds: u64,
+    /// Given-up gaps remembered per source, so that an event of one arriving after all is
+    /// applied late (0: none).
+    pub given_up_ranges_per_source_max: usize,
+    /// Reservations remembered per tenant with units picked before they arrived (0: none).
+    pub picked_ahead_max: usize,
+    /// How long units picked ahead of their reservation are remembered.
+    pub picked_ahead_max_age_seconds: u64,
     /// TTL of a reservation that does not say.
     pub reservation_ttl_seconds_default: u32,
     /// Locations in the order they are tried for reservation lines without a location, when the
     /// channel has no priority of its own.
     pub location_priority: Vec<String>,
+}
+
+impl LedgerSection {
+    /// The ledger's settings. The server and `stockflow verify` must use the same: replaying a
+    /// journal under other limits can give another state.
+    pub fn ledger_config(&self) -> stockflow_core::ledger::LedgerConfig {
+        let micros = |seconds: u64| {
+            i64::try_from(seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(stockflow_core::time::Timestamp::MICROS_PER_SECOND)
+        };
+        stockflow_core::ledger::LedgerConfig {
+            held_events_per_source_max: self.held_events_per_source_max,
+            held_timeout_micros: micros(self.held_timeout_seconds),
+            given_up_ranges_per_source_max: self.given_up_ranges_per_source_max,
+            picked_ahead_max: self.picked_ahead_max,
+            picked_ahead_max_age_micros: micros(self.picked_ahead_max_age_seconds),
+        }
+    }
 }
 
 impl Default for Config {
@@ -276,6 +302,9 @@ impl Default for Config {
             ledger: LedgerSection {
                 held_events_per_source_max: 1000,
                 held_timeout_seconds: 30,
+                given_up_ranges_per_source_max: 64,
+                picked_ahead_max: 10_000,
+                picked_ahead_max_age_seconds: 72 * 3600,
                 reservation_ttl_seconds_default: 900,
                 location_priority: Vec::new(),
             },
@@ -413,6 +442,38 @@ mod tests {
         assert_eq!(config.listen.port(), 9999);
         assert_eq!(config.http.body_limit_bytes, 2048);
         assert_eq!(config.http.request_timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn the_ledgers_limits_come_from_the_file_and_default_to_the_ledgers_own() {
+        assert_eq!(
+            Config::default().ledger.ledger_config(),
+            stockflow_core::ledger::LedgerConfig::default()
+        );
+        let dir =
+            std::env::temp_dir().join(format!("stockflow-config-ledger-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("stockflow.toml");
+        std::fs::write(
+            &file,
+            "[ledger]
+given_up_ranges_per_source_max = 0
+picked_ahead_max = 5
+\
+             picked_ahead_max_age_seconds = 60
+held_timeout_seconds = 2
+",
+        )
+        .unwrap();
+        let ledger = Config::load(Some(&file), &Overrides::default())
+            .unwrap()
+            .ledger
+            .ledger_config();
+        assert_eq!(ledger.given_up_ranges_per_source_max, 0);
+        assert_eq!(ledger.picked_ahead_max, 5);
+        assert_eq!(ledger.picked_ahead_max_age_micros, 60_000_000);
+        assert_eq!(ledger.held_timeout_micros, 2_000_000);
+        assert_eq!(ledger.held_events_per_source_max, 1000);
     }
 
     #[test]

@@ -42,6 +42,10 @@ enum CommandLine {
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+        /// The server's configuration file: the ledger's limits in it decide how the journal
+        /// replays.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// The whole story in one command: stockflow, the Shopify, Amazon and TikTok Shop
     /// sandboxes, buyers and a warehouse, on a temporary data directory; ends with the KPIs and
@@ -117,7 +121,7 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
                 config,
             } => serve(listen, data_dir, config).await,
-            CommandLine::Verify { data_dir } => verify(data_dir).await,
+            CommandLine::Verify { data_dir, config } => verify(data_dir, config).await,
             CommandLine::Reconcile {
                 which: ReconcileCommand::Counts(args),
             } => client::counts(args).await,
@@ -171,17 +175,13 @@ async fn shutdown_signal() {
     }
 }
 
-async fn verify(data_dir: PathBuf) -> anyhow::Result<()> {
+async fn verify(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<()> {
     let path = data_dir.join("stockflow.db");
     anyhow::ensure!(path.exists(), "no journal at {}", path.display());
     let store = stockflow_store::SqliteStore::open(stockflow_store::SqliteConfig::new(path))
         .context("opening the journal")?;
-    let config = Config::load(None, &Overrides::default())?;
-    let ledger = stockflow_core::ledger::LedgerConfig {
-        held_events_per_source_max: config.ledger.held_events_per_source_max,
-        held_timeout_micros: (config.ledger.held_timeout_seconds as i64) * 1_000_000,
-        ..Default::default()
-    };
+    let config = Config::load(config.as_deref(), &Overrides::default())?;
+    let ledger = config.ledger.ledger_config();
     let report = tokio::task::spawn_blocking(move || stockflow_engine::verify(&store, &ledger))
         .await
         .context("verification panicked")??;
