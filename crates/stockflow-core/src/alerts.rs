@@ -19,6 +19,9 @@ pub enum Rule {
     DemandSpike,
     /// A producer's sequence gap was given up on.
     SequenceGap,
+    /// An event of a gap already given up on arrived after all and was applied out of its
+    /// source's order.
+    LateEvent,
     /// A channel order could not be reserved.
     Oversell,
     /// Channel reconciliation found more mismatched keys than the threshold.
@@ -28,11 +31,12 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 8] = [
         Rule::SyncLag,
         Rule::RateLimited,
         Rule::DemandSpike,
         Rule::SequenceGap,
+        Rule::LateEvent,
         Rule::Oversell,
         Rule::ReconciliationMismatch,
         Rule::CancellationRate,
@@ -44,6 +48,7 @@ impl Rule {
             Rule::RateLimited => "rate_limited",
             Rule::DemandSpike => "demand_spike",
             Rule::SequenceGap => "sequence_gap",
+            Rule::LateEvent => "late_event",
             Rule::Oversell => "oversell",
             Rule::ReconciliationMismatch => "reconciliation_mismatch",
             Rule::CancellationRate => "cancellation_rate",

@@ -207,6 +207,7 @@ pub async fn evaluate(state: &AppState, now: Timestamp) -> Vec<Transition> {
     let mut evaluated = vec![
         Rule::DemandSpike,
         Rule::SequenceGap,
+        Rule::LateEvent,
         Rule::Oversell,
         Rule::CancellationRate,
     ];
@@ -219,7 +220,8 @@ pub async fn evaluate(state: &AppState, now: Timestamp) -> Vec<Transition> {
         Ok(found) => holding.extend(found),
         Err(error) => {
             tracing::warn!(%error, "alerts: the incidents could not be read");
-            evaluated.retain(|r| !matches!(r, Rule::SequenceGap | Rule::Oversell));
+            evaluated
+                .retain(|r| !matches!(r, Rule::SequenceGap | Rule::LateEvent | Rule::Oversell));
         }
     }
     let rates = state.reconciliation.last_rates();
@@ -343,7 +345,12 @@ async fn incident_conditions(state: &AppState, now: Timestamp) -> Result<Vec<Con
         let store = state.engine.store_for(&tenant).clone();
         let found = tokio::task::spawn_blocking(move || {
             let mut found = Vec::new();
-            for kind in [IncidentKind::SequenceGap, IncidentKind::Oversell] {
+            let kinds = [
+                IncidentKind::SequenceGap,
+                IncidentKind::LateEvent,
+                IncidentKind::Oversell,
+            ];
+            for kind in kinds {
                 let mut query = IncidentQuery::tenant(tenant.clone(), QUERY_LIMIT_MAX);
                 query.kind = Some(kind);
                 query.since = Some(since);
@@ -358,14 +365,15 @@ async fn incident_conditions(state: &AppState, now: Timestamp) -> Result<Vec<Con
         .map_err(|e| e.to_string())?;
         for record in found {
             let incident = &record.incident;
+            let source = || {
+                incident
+                    .source
+                    .as_ref()
+                    .map_or("unknown".into(), ToString::to_string)
+            };
             let (rule, subject) = match incident.kind {
-                IncidentKind::SequenceGap => (
-                    Rule::SequenceGap,
-                    incident
-                        .source
-                        .as_ref()
-                        .map_or("unknown".into(), ToString::to_string),
-                ),
+                IncidentKind::SequenceGap => (Rule::SequenceGap, source()),
+                IncidentKind::LateEvent => (Rule::LateEvent, source()),
                 _ => (
                     Rule::Oversell,
                     incident
@@ -382,10 +390,10 @@ async fn incident_conditions(state: &AppState, now: Timestamp) -> Result<Vec<Con
     Ok(counts
         .into_iter()
         .filter_map(|((rule, subject), count)| {
-            let what = if rule == Rule::SequenceGap {
-                "sequence gaps given up on"
-            } else {
-                "oversold orders"
+            let what = match rule {
+                Rule::SequenceGap => "sequence gaps given up on",
+                Rule::LateEvent => "events applied late, after their gap was given up on",
+                _ => "oversold orders",
             };
             rules::incidents(rule, &subject, count, what)
         })

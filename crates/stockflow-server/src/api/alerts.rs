@@ -19,7 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertOut {
     pub id: u64,
-    /// sync_lag, rate_limited, demand_spike, sequence_gap, oversell, reconciliation_mismatch,
+    /// sync_lag, rate_limited, demand_spike, sequence_gap, late_event, oversell, reconciliation_mismatch,
     /// cancellation_rate
     pub rule: String,
     /// The channel, SKU or source the alert is about.

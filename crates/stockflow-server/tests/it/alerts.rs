@@ -200,14 +200,15 @@ async fn gaps_oversells_spikes_and_cancellations_open_once_and_resolve_when_thei
         alerts.thresholds.spike_units_min = 5;
     })
     .await;
-    // seq 2 never arrives: the second held event overflows the limit of one.
-    for (id, seq) in [("e1", 1), ("e3", 3), ("e4", 4)] {
+    // seq 2 is late: the second held event overflows the limit of one, the gap is given up
+    // on, and seq 2 arrives after all (applied late).
+    for (id, seq, units) in [("e1", 1, 10), ("e3", 3, 10), ("e4", 4, 10), ("e2", 2, 1)] {
         let (status, body) = app
-            .post("/v1/events", received(id, seq, "SKU-1", "east", 10))
+            .post("/v1/events", received(id, seq, "SKU-1", "east", units))
             .await;
         assert_eq!(status, 200, "{body}");
     }
-    // Demand: an order of six units (10 were received), cancelled by Amazon; two orders that
+    // Demand: an order of six units (31 were received), cancelled by Amazon; two orders that
     // oversell.
     submit_order(&app, "o1", 6).await;
     submit_order(&app, "o2", 30).await;
@@ -223,10 +224,11 @@ async fn gaps_oversells_spikes_and_cancellations_open_once_and_resolve_when_thei
     let expected = [
         "cancellation_rate:amazon",
         "demand_spike:SKU-1",
+        "late_event:wms",
         "oversell:amazon",
         "sequence_gap:wms",
     ];
-    until("the four alerts to open", async || {
+    until("the five alerts to open", async || {
         app.post("/v1/alerts/evaluate", json!({})).await;
         alerts(&app, "open").await == expected
     })
@@ -234,7 +236,7 @@ async fn gaps_oversells_spikes_and_cancellations_open_once_and_resolve_when_thei
     // Once each: another evaluation updates them.
     app.post("/v1/alerts/evaluate", json!({})).await;
     let (_, listing) = app.get("/v1/alerts").await;
-    assert_eq!(listing["open"].as_array().unwrap().len(), 4, "{listing}");
+    assert_eq!(listing["open"].as_array().unwrap().len(), 5, "{listing}");
     let oversell = listing["open"]
         .as_array()
         .unwrap()
