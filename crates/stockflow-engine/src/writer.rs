@@ -344,14 +344,27 @@ impl Writer {
             }
             None => pending,
         };
-        let full = held.replies.len() >= self.config.batch_requests_max
-            || held.weight >= self.config.batch_events_max;
         self.held = Some(held);
-        if full {
-            self.send_held();
-        } else {
+        if self.held_fits(1, 1) {
             self.offer_held();
+        } else {
+            self.send_held();
         }
+    }
+
+    /// Requests and events held for the committer.
+    fn held_size(&self) -> (usize, usize) {
+        self.held
+            .as_ref()
+            .map_or((0, 0), |held| (held.replies.len(), held.weight))
+    }
+
+    /// Whether `requests` more requests of `weight` events in all fit beside what is held,
+    /// within the batch limits.
+    fn held_fits(&self, requests: usize, weight: usize) -> bool {
+        let (held_requests, held_weight) = self.held_size();
+        held_requests + requests <= self.config.batch_requests_max
+            && held_weight + weight <= self.config.batch_events_max
     }
 
     /// Hands what is held to the committer if it has no batch.
@@ -428,18 +441,10 @@ impl Writer {
     /// The batch that starts with `first`: whatever else is queued, within both limits.
     /// Held requests count against both limits: what is drained joins them in one commit.
     fn drain(&mut self, first: Request) -> Vec<Request> {
-        let held = |held: &Option<Pending>| {
-            held.as_ref()
-                .map_or((0, 0), |h| (h.replies.len(), h.weight))
-        };
-        let (requests, weight) = held(&self.held);
-        if requests > 0
-            && (requests >= self.config.batch_requests_max
-                || weight + first.weight() > self.config.batch_events_max)
-        {
+        if !self.held_fits(1, first.weight()) {
             self.send_held();
         }
-        let (held_requests, held_weight) = held(&self.held);
+        let (held_requests, held_weight) = self.held_size();
         let requests_max = self.config.batch_requests_max - held_requests;
         let mut events = held_weight + first.weight();
         let mut batch = vec![first];

@@ -283,6 +283,11 @@ impl LedgerSection {
 
 impl Default for Config {
     fn default() -> Self {
+        // The ledger's limits default to the core's own.
+        let ledger = stockflow_core::ledger::LedgerConfig::default();
+        let seconds = |micros: i64| {
+            u64::try_from(micros / stockflow_core::time::Timestamp::MICROS_PER_SECOND).unwrap_or(0)
+        };
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
@@ -300,11 +305,11 @@ impl Default for Config {
                 snapshots_kept: 3,
             },
             ledger: LedgerSection {
-                held_events_per_source_max: 1000,
-                held_timeout_seconds: 30,
-                given_up_ranges_per_source_max: 64,
-                picked_ahead_max: 10_000,
-                picked_ahead_max_age_seconds: 72 * 3600,
+                held_events_per_source_max: ledger.held_events_per_source_max,
+                held_timeout_seconds: seconds(ledger.held_timeout_micros),
+                given_up_ranges_per_source_max: ledger.given_up_ranges_per_source_max,
+                picked_ahead_max: ledger.picked_ahead_max,
+                picked_ahead_max_age_seconds: seconds(ledger.picked_ahead_max_age_micros),
                 reservation_ttl_seconds_default: 900,
                 location_priority: Vec::new(),
             },
@@ -456,13 +461,14 @@ mod tests {
         let file = dir.join("stockflow.toml");
         std::fs::write(
             &file,
-            "[ledger]
-given_up_ranges_per_source_max = 0
-picked_ahead_max = 5
-\
-             picked_ahead_max_age_seconds = 60
-held_timeout_seconds = 2
-",
+            [
+                "[ledger]",
+                "given_up_ranges_per_source_max = 0",
+                "picked_ahead_max = 5",
+                "picked_ahead_max_age_seconds = 60",
+                "held_timeout_seconds = 2",
+            ]
+            .join("\n"),
         )
         .unwrap();
         let ledger = Config::load(Some(&file), &Overrides::default())

@@ -84,31 +84,25 @@ type Ranked<'a> = (i64, Reverse<&'a Sku>, Reverse<u16>);
 /// What the reason builders read.
 pub(super) struct ReasonContext<'a> {
     pub compiled: &'a Compiled,
-    pub demand: Samples<'a>,
+    /// See [`cancellation_samples`].
+    pub samples: &'a [(u16, u64)],
     pub inputs: &'a SkuInputs<'a>,
 }
 
-/// Units reserved per channel so far towards measuring its cancellation rate (the reason of a
-/// channel-aware buffer names them until the rate is measured).
-#[derive(Clone, Copy)]
-pub(super) enum Samples<'a> {
-    Live(&'a BTreeMap<ChannelId, CancellationTracker>),
-    /// Captured with [`ExplainInputs`]: (channel slot, units), channels with a tracker only.
-    Captured(&'a [(u16, u64)]),
-}
-
-impl Samples<'_> {
-    fn of(self, channel: &CompiledChannel) -> u64 {
-        match self {
-            Samples::Live(demand) => demand
-                .get(&channel.id)
-                .map_or(0, |tracker| tracker.sample_units()),
-            Samples::Captured(samples) => samples
-                .iter()
-                .find(|(slot, _)| *slot == channel.slot)
-                .map_or(0, |(_, units)| *units),
-        }
-    }
+/// Units reserved so far towards measuring each channel's cancellation rate, by channel slot
+/// (channels with a tracker only): the reason of a channel-aware buffer names them until the
+/// rate is measured.
+pub(super) fn cancellation_samples(
+    demand: &BTreeMap<ChannelId, CancellationTracker>,
+    compiled: &Compiled,
+) -> Vec<(u16, u64)> {
+    demand
+        .iter()
+        .filter_map(|(channel, tracker)| {
+            let slot = compiled.channels.iter().find(|c| &c.id == channel)?.slot;
+            Some((slot, tracker.sample_units()))
+        })
+        .collect()
 }
 
 /// Everything explaining one SKU reads, captured when the writer publishes its view: the
@@ -129,7 +123,7 @@ impl ExplainInputs {
     pub fn explain(&self, sku: &Sku, stock: &SkuStock) -> Vec<ChannelAvailability> {
         explain_sku(
             &self.compiled,
-            Samples::Captured(&self.samples),
+            &self.samples,
             sku,
             stock,
             self.state.as_ref(),
@@ -141,33 +135,24 @@ impl ExplainInputs {
 impl Availability {
     /// What each channel may sell of `sku` at `now`, with every buffer component explained.
     pub fn explain(&self, sku: &Sku, stock: &SkuStock, now: Timestamp) -> Vec<ChannelAvailability> {
-        let fresh;
-        let compiled = if self.compiled.0.fresh {
-            &self.compiled.0
+        self.explain_with(&self.compiled_now(), sku, stock, now)
+    }
+
+    /// The compiled settings, compiled afresh when settings changed since the last recompute.
+    fn compiled_now(&self) -> Arc<Compiled> {
+        if self.compiled.0.fresh {
+            self.compiled.0.clone()
         } else {
-            fresh = self.compile();
-            &fresh
-        };
-        self.explain_with(compiled, sku, stock, now)
+            Arc::new(self.compile())
+        }
     }
 
     /// What [`Availability::explain`] reads for `sku` at `now`, captured without building any
     /// words: a copy of the SKU's state (without what only recomputation needs) and a share of
     /// the compiled settings.
     pub fn explain_inputs(&self, sku: &Sku, now: Timestamp) -> ExplainInputs {
-        let compiled = if self.compiled.0.fresh {
-            self.compiled.0.clone()
-        } else {
-            Arc::new(self.compile())
-        };
-        let samples = self
-            .channel_demand
-            .iter()
-            .filter_map(|(channel, tracker)| {
-                let slot = compiled.channels.iter().find(|c| &c.id == channel)?.slot;
-                Some((slot, tracker.sample_units()))
-            })
-            .collect();
+        let compiled = self.compiled_now();
+        let samples = cancellation_samples(&self.channel_demand, &compiled);
         ExplainInputs {
             compiled,
             state: self.skus.get(sku).map(SkuState::for_explanation),
@@ -185,7 +170,7 @@ impl Availability {
     ) -> Vec<ChannelAvailability> {
         explain_sku(
             compiled,
-            Samples::Live(&self.channel_demand),
+            &cancellation_samples(&self.channel_demand, compiled),
             sku,
             stock,
             self.skus.get(sku),
@@ -206,13 +191,8 @@ impl Availability {
         if limit == 0 {
             return Vec::new();
         }
-        let fresh;
-        let compiled = if self.compiled.0.fresh {
-            &self.compiled.0
-        } else {
-            fresh = self.compile();
-            &fresh
-        };
+        let compiled = self.compiled_now();
+        let compiled = &*compiled;
         let mut best: BinaryHeap<Reverse<Ranked<'_>>> = BinaryHeap::new();
         for (sku, state) in &self.skus {
             let mut totals: Vec<(u16, i64)> = Vec::new();
@@ -266,7 +246,7 @@ impl Availability {
 
 fn explain_sku(
     compiled: &Compiled,
-    demand: Samples<'_>,
+    samples: &[(u16, u64)],
     sku: &Sku,
     stock: &SkuStock,
     state: Option<&SkuState>,
@@ -276,7 +256,7 @@ fn explain_sku(
     let inputs = SkuInputs::gather(compiled, stock, state, selected, now);
     let reasons = ReasonContext {
         compiled,
-        demand,
+        samples,
         inputs: &inputs,
     };
     (0..compiled.channels.len())
@@ -505,7 +485,11 @@ fn channel_aware_reason(
                 settings.cancellation_weight
             )),
             None => {
-                let sample = reasons.demand.of(channel);
+                let sample = reasons
+                    .samples
+                    .iter()
+                    .find(|(slot, _)| *slot == channel.slot)
+                    .map_or(0, |(_, units)| *units);
                 text.push_str(&format!(
                     " (cancellation rate not measured yet: {sample} of {CANCELLATION_SAMPLE_UNITS_MIN} units reserved)"
                 ));

@@ -9,7 +9,7 @@ use super::amount::Percent;
 use super::compute::{
     ChannelResult, Discard, Sink, SkuInputs, Source, compute_channel, selection, standalone_units,
 };
-use super::explain::{ReasonContext, Samples, policy_reason};
+use super::explain::{ReasonContext, cancellation_samples, policy_reason};
 use super::policy::{DynamicSettings, Strategy, StrategyKind, WindowPhase};
 use super::state::{
     ChannelComponent, Compiled, CompiledChannel, CompiledLocation, CompiledPolicy, DynamicLevel,
@@ -245,9 +245,10 @@ impl Availability {
         }
         emitted.truncate(cursor);
         let new_levels = (key != state.levels_key).then(|| {
+            let samples = cancellation_samples(demand, compiled);
             let reasons = ReasonContext {
                 compiled,
-                demand: Samples::Live(demand),
+                samples: &samples,
                 inputs: &inputs,
             };
             audit_level_changes(context, cause, sku, &reasons, &self.slots.policies, out)

@@ -55,13 +55,10 @@ pub struct Commits {
 
 impl Commits {
     /// Reads the cumulative commit metrics of the server's `/metrics`.
-    async fn read(client: &reqwest::Client, url: &str) -> anyhow::Result<Commits> {
-        let text = client
-            .get(format!("{url}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
+    async fn read(connection: &mut Connection) -> anyhow::Result<Commits> {
+        let (status, body) = connection.call(Method::GET, "/metrics", None).await?;
+        anyhow::ensure!(status.is_success(), "GET /metrics answered {status}");
+        let text = String::from_utf8_lossy(&body);
         let value = |name: &str| -> f64 {
             text.lines()
                 .filter(|line| line.starts_with(name))
@@ -131,19 +128,17 @@ pub async fn run(bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
 }
 
 async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
-    let setup = reqwest::Client::new();
+    let mut setup = Connection::open(url).await?;
     let stock = bench.reservations.max(1);
     let received = json!({"event_id": "bench-stock-1", "source": "bench", "seq": 1,
         "type": "received", "sku": SKU, "location": LOCATION, "quantity": stock});
-    let response = setup
-        .post(format!("{url}/v1/events"))
-        .json(&received)
-        .send()
+    let (status, answer) = setup
+        .call(Method::POST, "/v1/events", Some(received.to_string()))
         .await?;
     anyhow::ensure!(
-        response.status().is_success(),
+        status.is_success(),
         "stocking the hot SKU failed: {}",
-        response.text().await?
+        String::from_utf8_lossy(&answer)
     );
 
     let clients = bench.clients.max(1);
@@ -156,7 +151,7 @@ async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
             tokio::spawn(async move { reserve_client(url, client, requests, ready).await })
         })
         .collect();
-    let commits_before = Commits::read(&setup, url).await?;
+    let commits_before = Commits::read(&mut setup).await?;
     ready.wait().await;
     let started = Instant::now();
     let mut latencies = LatencyRecorder::new();
@@ -171,7 +166,7 @@ async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
         clients_back.push(client);
     }
     let throughput = latencies.throughput(started.elapsed());
-    let commits = Commits::read(&setup, url).await?.since(commits_before);
+    let commits = Commits::read(&mut setup).await?.since(commits_before);
     anyhow::ensure!(
         granted <= stock,
         "OVERSOLD: {granted} reservations granted for a stock of {stock}"
@@ -208,12 +203,10 @@ async fn drive(url: &str, bench: &HotSkuHttp) -> anyhow::Result<HotSkuRun> {
         granted <= stock,
         "OVERSOLD: {granted} reservations granted for a stock of {stock}"
     );
-    let view: Value = setup
-        .get(format!("{url}/v1/skus/{SKU}"))
-        .send()
-        .await?
-        .json()
+    let (_, answer) = setup
+        .call(Method::GET, &format!("/v1/skus/{SKU}"), None)
         .await?;
+    let view: Value = serde_json::from_slice(&answer).context("the SKU view is not JSON")?;
     let ledger_reserved = view["totals"]["reserved"]
         .as_i64()
         .context("the SKU view has no reserved total")?;
