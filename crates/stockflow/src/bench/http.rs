@@ -329,3 +329,39 @@ async fn reserve(connection: &mut Connection, id: &str) -> anyhow::Result<Answer
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_unit_is_granted_once_and_requests_share_commits() {
+        let run = run(&HotSkuHttp {
+            dir: None,
+            clients: 8,
+            reservations: 400,
+        })
+        .await
+        .unwrap();
+        assert_eq!((run.stock, run.granted), (400, 400));
+        assert_eq!(run.ledger_reserved, 400);
+        assert_eq!(run.probes, 8 * PROBES_PER_CLIENT);
+        assert_eq!(
+            run.refused, run.probes,
+            "every attempt after the stock ran out"
+        );
+        assert_eq!(run.throughput.operations, 400);
+        // Every reservation was committed, in fewer commits than requests (8 clients at once).
+        assert!(run.commits.requests >= 400.0, "{}", run.commits);
+        assert!(
+            run.commits.batches < run.commits.requests,
+            "{}",
+            run.commits
+        );
+        assert!(
+            run.durability.contains("synchronous=full"),
+            "{}",
+            run.durability
+        );
+    }
+}
